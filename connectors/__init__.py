@@ -1,0 +1,1 @@
+"""Everything that touches the outside: Kafka and Cassandra builders, clients and writers."""

@@ -1,0 +1,1 @@
+"""Deployable PyFlink jobs, one module each."""

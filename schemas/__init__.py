@@ -1,0 +1,1 @@
+"""Records that cross a boundary (Kafka, Cassandra, WebSocket): defined once, with codec and types."""

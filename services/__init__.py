@@ -1,0 +1,1 @@
+"""Standalone asyncio services (no pyflink): the WebSocket fan-out."""

@@ -1,0 +1,3 @@
+"""The `trackius` command line (filled in below)."""
+def main() -> int:
+    return 0

@@ -1,0 +1,122 @@
+"""Application settings, read once from the environment at the edge of every program.
+
+Every host, port, topic name, path and tuning knob that the jobs, services and CLI use lives
+here, so nothing else reads `os.environ`. Each field maps to one variable `TRACKIUS_<FIELD>`
+(upper case); an unparsable value fails fast naming the variable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A setting is missing or cannot be parsed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Kafka topic names (DESIGN.md: `<domain>.<what>.v<N>`)."""
+
+    content_events: str = "content.events.v1"
+    deadletter: str = "content.deadletter.v1"
+    rules: str = "rules.v1"
+    rule_acks: str = "rules.acks.v1"
+    refs: str = "refs.v1"
+    findings: str = "findings.v1"
+    alerts: str = "alerts.v1"
+    deliveries: str = "deliveries.v1"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the local stack keeps jars, data, logs and pid files.
+    state_dir: Path = REPO_ROOT / ".state"
+    # Jars resolved from Maven Central by scripts/setup.sh (shared by every state directory).
+    jars_dir: Path = REPO_ROOT / ".state" / "jars"
+    # Real public data and models shared by the project (never copied into the repository).
+    data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    kafka_controller_port: int = 19093
+    kafka_partitions: int = 2
+    # One limit for topics, producers and consumers, so an accepted record is always readable.
+    max_message_bytes: int = 4 * 1024 * 1024
+
+    cassandra_host: str = "127.0.0.1"
+    cassandra_port: int = 19042
+    cassandra_storage_port: int = 17000
+    cassandra_keyspace: str = "trackius"
+
+    fanout_host: str = "127.0.0.1"
+    fanout_port: int = 8765
+    # Alerts the fan-out keeps in memory for clients that resume.
+    fanout_buffer: int = 100_000
+
+    flink_rest_port: int = 8081
+    flink_conf_dir: Path = REPO_ROOT / "flink-conf"
+    parallelism: int = 1
+    # "thread" runs Python functions inside the JVM; "process" in separate workers (bundles).
+    python_execution_mode: str = "thread"
+    python_bundle_size: int = 10
+    python_bundle_time_ms: int = 2
+    buffer_timeout_ms: int = 2
+    checkpoint_interval_ms: int = 2000
+    # Micro-batches of the analysis and the Cassandra writer: flushed at this size or age.
+    batch_size: int = 64
+    batch_max_wait_ms: int = 5
+    # Texts longer than this are analysed truncated and flagged.
+    max_text_chars: int = 20_000
+    dedup_ttl_s: int = 24 * 3600
+    job_name: str = "trackius-analyze"
+
+    topics: Topics = field(default_factory=Topics)
+
+    @property
+    def connector_jar(self) -> Path:
+        return self.jars_dir / "flink" / "flink-sql-connector-kafka-5.0.0-2.2.jar"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.state_dir / "checkpoints"
+
+    @property
+    def cassandra_contact(self) -> tuple[str, int]:
+        return self.cassandra_host, self.cassandra_port
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            if f.name == "topics":
+                continue
+            raw = env.get(f"TRACKIUS_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = _parse(f"TRACKIUS_{f.name.upper()}", raw, f.type)
+        topics = {}
+        for f in fields(Topics):
+            raw = env.get(f"TRACKIUS_TOPIC_{f.name.upper()}")
+            if raw is not None:
+                topics[f.name] = raw
+        return cls(**values, topics=Topics(**topics))
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(name: str, raw: str, type_name: object) -> object:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "Path":
+            return Path(raw).expanduser().resolve()
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a valid {kind}") from exc
