@@ -1,0 +1,69 @@
+"""Alert: a rule fired on a content item (topic alerts.v1, Cassandra alerts_by_rule, the feed).
+
+`alert_id` is derived from the rule and the content key, so a replay after a restart produces
+the same id: every sink upserts and every consumer drops duplicates. New evidence for the same
+alert is a new `revision`, never a new alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from schemas.codec import choices, encode
+from schemas.findings import TermHit
+from schemas.rule import SEVERITIES
+
+
+@dataclass(frozen=True)
+class Evidence:
+    hits: tuple[TermHit, ...] = ()
+    sentiment: float | None = None
+
+
+@dataclass(frozen=True)
+class StageTimes:
+    """Epoch ms at each stage, so latency is measurable per alert."""
+
+    collected_at: int
+    ingested_at: int
+    analysed_at: int
+    alerted_at: int
+
+
+@dataclass(frozen=True)
+class Alert:
+    alert_id: str
+    revision: int
+    rule_id: str
+    rule_version: int
+    severity: str = field(metadata=choices(*SEVERITIES))
+    content_key: str
+    platform: str
+    source: str
+    author: str
+    url: str | None
+    excerpt: str
+    evidence: Evidence
+    times: StageTimes
+    routes: tuple[str, ...] = ("feed",)
+    schema_version: int = 1
+
+
+def alert_id_for(rule_id: str, content_key: str) -> str:
+    digest = hashlib.sha256(f"{rule_id}\x1f{content_key}".encode()).hexdigest()
+    return digest[:32]
+
+
+CQL_UPSERT_ALERT = (
+    "INSERT INTO {keyspace}.alerts_by_rule "
+    "(rule_id, collected_at, alert_id, revision, rule_version, severity, content_key, "
+    "alerted_at, alert_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def alert_row(alert: Alert) -> tuple:
+    return (
+        alert.rule_id, alert.times.collected_at, alert.alert_id, alert.revision,
+        alert.rule_version, alert.severity, alert.content_key, alert.times.alerted_at, encode(alert),
+    )

@@ -1,0 +1,30 @@
+"""Records that travel between the operators of a job (never on Kafka): an event with its clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.content import ContentEvent
+from schemas.findings import TextFindings
+
+
+@dataclass(frozen=True)
+class Ingested:
+    event: ContentEvent
+    ingested_at: int  # epoch ms when the job decoded it
+
+
+@dataclass(frozen=True)
+class Analysed:
+    event: ContentEvent
+    findings: TextFindings
+    ingested_at: int
+    analysed_at: int
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """One Cassandra upsert: which prepared statement, with which values."""
+
+    statement: str  # a key of connectors.cassandra.STATEMENTS
+    values: tuple

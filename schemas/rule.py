@@ -1,0 +1,116 @@
+"""Rule: a user's watch rule (compacted topic rules.v1), its acknowledgement, and the YAML format.
+
+Every rules record carries `rule_id` and `version`; a deletion is `{rule_id, version, deleted:
+true}` because PyFlink's Kafka source cannot carry a null value (a tombstone). The producer keys
+by rule id, so compaction keeps the latest version. A rule file looks like:
+
+    rules:
+      - rule_id: doge-hype
+        version: 1
+        name: DOGE hype
+        condition: '$doge AND sentiment > 0.5'
+        severity: high
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from schemas.codec import choices, decode
+from schemas.condition import ConditionSyntaxError, parse
+from schemas.errors import RecordError, RuleError
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+_RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    rule_id: str
+    version: int
+    deleted: bool = False
+    name: str = ""
+    owner: str = ""
+    enabled: bool = True
+    condition: str = ""
+    severity: str = field(default="medium", metadata=choices(*SEVERITIES))
+    routes: tuple[str, ...] = ("feed",)
+    schema_version: int = 1
+
+    def __post_init__(self) -> None:
+        if not _RULE_ID.match(self.rule_id):
+            raise RuleError(self.rule_id, "rule_id must be 1-128 of A-Z a-z 0-9 _ . : - ")
+        if self.version < 1:
+            raise RuleError(self.rule_id, "version must be >= 1")
+        if self.deleted:
+            return
+        try:
+            parse(self.condition)
+        except ConditionSyntaxError as exc:
+            raise RuleError(self.rule_id, f"condition: {exc.message}", exc.position) from exc
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and not self.deleted
+
+
+@dataclass(frozen=True)
+class RuleAck:
+    """An operator reports the rule version it now applies (topic rules.acks.v1).
+
+    `operators` lists every operator of the job that holds rules, and `subtasks` its parallelism,
+    so a waiting client knows when all of them have the version.
+    """
+
+    rule_id: str
+    version: int
+    operator: str
+    subtask: int
+    subtasks: int
+    operators: tuple[str, ...]
+    error: str | None = None
+    schema_version: int = 1
+
+
+def decode_rule(raw: bytes | str | dict[str, Any]) -> Rule:
+    return decode(Rule, raw)
+
+
+def load_rules_yaml(text: str, source: str = "<rules>") -> list[Rule]:
+    """Rules of a YAML file; a RuleError names the file, line, rule and problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        raise RuleError(None, f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
+        raise RuleError(None, f"{source}: expected a mapping with a 'rules' list")
+    nodes = _rule_nodes(root)
+    rules, seen = [], set()
+    for item, node in zip(data["rules"], nodes):
+        line = node.start_mark.line + 1
+        rule_id = item.get("rule_id") if isinstance(item, dict) else None
+        try:
+            rule = decode_rule(item)
+        except RuleError as exc:
+            raise RuleError(rule_id, f"{source}:{line}: {exc.detail}", exc.position) from exc
+        except RecordError as exc:
+            raise RuleError(rule_id, f"{source}:{line}: {exc}") from exc
+        if rule.rule_id in seen:
+            raise RuleError(rule.rule_id, f"{source}:{line}: duplicate rule_id")
+        seen.add(rule.rule_id)
+        rules.append(rule)
+    return rules
+
+
+def _rule_nodes(root: yaml.Node) -> list[yaml.Node]:
+    for key, value in root.value:
+        if key.value == "rules":
+            return list(value.value)
+    return []
