@@ -1,3 +1,166 @@
-"""The `trackius` command line (filled in below)."""
-def main() -> int:
+"""The `trackius` command line: the local stack, the job, rules, replay, the feed and the demo.
+
+Every subcommand reads settings once from the environment (TRACKIUS_*), and errors of ours
+print one precise line and exit 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from schemas.errors import TrackiusError
+from trackius.settings import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        return args.run(settings, args) or 0
+    except TrackiusError as exc:
+        print(f"trackius: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trackius", description="Real-time content alerting on Flink.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stack = commands.add_parser("stack", help="the local Kafka broker and Cassandra node")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    stack.set_defaults(run=_stack)
+
+    job = commands.add_parser("job", help="run the analyze job locally or submit it to a cluster")
+    job.add_argument("action", choices=["run", "submit", "cluster-up", "cluster-down"],
+                     help="run: local MiniCluster (web UI on the REST port); submit: flink run -py "
+                          "to a running cluster; cluster-up/down: the standalone cluster in the "
+                          "apache-flink package")
+    job.add_argument("--fresh", action="store_true", help="ignore the latest checkpoint")
+    job.set_defaults(run=_job)
+
+    rules = commands.add_parser("rules", help="apply, delete or list watch rules (rules.v1)")
+    rules.add_argument("action", choices=["apply", "delete", "list", "check"])
+    rules.add_argument("target", nargs="?", help="a YAML rules file (apply, check) or a rule id (delete)")
+    rules.add_argument("--wait", action="store_true", help="return once the job applies the rules")
+    rules.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
+    rules.set_defaults(run=_rules)
+
+    replay = commands.add_parser("replay", help="publish ContentEvents from a JSON-lines file")
+    replay.add_argument("file", type=Path)
+    replay.add_argument("--rate", type=float, default=100.0, help="events per second (default 100)")
+    replay.add_argument("--keep-times", action="store_true", help="do not set collected_at to now")
+    replay.set_defaults(run=_replay)
+
+    tail = commands.add_parser("tail", help="print the WebSocket alert feed")
+    tail.add_argument("--rules", help="comma-separated rule ids (default: all)")
+    tail.add_argument("--since", type=int, help="resume after this feed position")
+    tail.set_defaults(run=_tail)
+
+    admin = commands.add_parser("admin", help="create topics and apply CQL migrations on existing servers")
+    admin.add_argument("action", choices=["init"])
+    admin.set_defaults(run=_admin)
+
+    demo = commands.add_parser("demo", help="stack + job + fan-out + sample rules and events, alerts printed live")
+    demo.add_argument("--rate", type=float, default=5.0, help="sample events per second (default 5)")
+    demo.add_argument("--duration", type=float, help="stop after this many seconds (default: Ctrl-C)")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _stack(settings: Settings, args: argparse.Namespace) -> int:
+    from trackius import stack
+
+    if args.action == "up":
+        stack.up(settings)
+    elif args.action == "down":
+        stack.down(settings)
+    print(stack.format_status(stack.status(settings)))
     return 0
+
+
+def _job(settings: Settings, args: argparse.Namespace) -> int:
+    from trackius import jobctl
+
+    if args.action == "submit":
+        jobctl.submit(settings)
+        print(f"submitted; Flink web UI: http://localhost:{settings.flink_rest_port}")
+        return 0
+    if args.action in ("cluster-up", "cluster-down"):
+        (jobctl.cluster_up if args.action == "cluster-up" else jobctl.cluster_down)(settings)
+        return 0
+    process = jobctl.start_local(settings, resume=not args.fresh)
+    try:
+        jobctl.wait_running(settings, process)
+        print(f"job running; Flink web UI: http://localhost:{settings.flink_rest_port} "
+              f"(log {settings.state_dir / 'job.log'}); Ctrl-C stops it")
+        return process.wait()
+    finally:
+        jobctl.stop_local(process)
+
+
+def _rules(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.rule import load_rules_yaml
+    from trackius import rules_client
+
+    if args.action == "list":
+        for rule in rules_client.current_rules(settings).values():
+            print(json.dumps({"rule_id": rule.rule_id, "version": rule.version,
+                              "deleted": rule.deleted, "condition": rule.condition}))
+        return 0
+    if not args.target:
+        raise SystemExit(f"trackius rules {args.action}: give a {'rule id' if args.action == 'delete' else 'file'}")
+    if args.action == "delete":
+        rules = [rules_client.deletion(settings, args.target)]
+    else:
+        path = Path(args.target)
+        rules = load_rules_yaml(path.read_text(encoding="utf-8"), source=str(path))
+        if args.action == "check":
+            print(f"{len(rules)} rules are valid")
+            return 0
+    rules_client.publish(settings, rules, wait=args.wait, timeout_s=args.timeout)
+    state = "active in the job" if args.wait else "published"
+    for rule in rules:
+        print(f"{rule.rule_id} v{rule.version} {'deleted' if rule.deleted else state}")
+    return 0
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from trackius.replay import read_lines, replay
+
+    started = time.perf_counter()
+    sent = replay(settings, read_lines(args.file), args.rate, restamp=not args.keep_times)
+    print(f"sent {sent} events in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _tail(settings: Settings, args: argparse.Namespace) -> int:
+    from trackius.demo import print_feed
+
+    rules = args.rules.split(",") if args.rules else None
+    asyncio.run(print_feed(settings, rules=rules, since=args.since))
+    return 0
+
+
+def _admin(settings: Settings, args: argparse.Namespace) -> int:
+    from connectors import admin
+
+    admin.ensure_topics(settings)
+    print(f"migrations applied: {admin.migrate(settings) or 'none (up to date)'}")
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from trackius.demo import run_demo
+
+    return run_demo(settings, rate=args.rate, duration_s=args.duration)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

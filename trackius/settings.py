@@ -106,6 +106,12 @@ class Settings:
                 topics[f.name] = raw
         return cls(**values, topics=Topics(**topics))
 
+    def to_env(self) -> dict[str, str]:
+        """The TRACKIUS_* variables that make `from_env` rebuild these settings in a child process."""
+        env = {f"TRACKIUS_{f.name.upper()}": str(getattr(self, f.name)) for f in fields(self) if f.name != "topics"}
+        env.update({f"TRACKIUS_TOPIC_{f.name.upper()}": getattr(self.topics, f.name) for f in fields(Topics)})
+        return env
+
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
 

@@ -1,0 +1,123 @@
+"""Running the analyze job: locally on a MiniCluster, or submitted to a Flink cluster.
+
+`start_local` runs `python -m jobs.analyze` in its own process group (the PyFlink client and its
+gateway JVM with the MiniCluster), so stopping it stops both. `submit` hands the same job to a
+running cluster with `flink run -py`; `cluster_up` starts the standalone cluster that ships
+inside the apache-flink package (web UI on settings.flink_rest_port).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pyflink
+
+from schemas.errors import TrackiusError
+from trackius.settings import REPO_ROOT, Settings
+
+FLINK_HOME = Path(pyflink.__file__).parent
+
+
+class JobError(TrackiusError):
+    """The job did not start, or stopped unexpectedly."""
+
+
+def start_local(settings: Settings, resume: bool = True, log_path: Path | None = None) -> subprocess.Popen:
+    command = [sys.executable, "-m", "jobs.analyze", *(["--resume"] if resume else [])]
+    log_path = log_path or settings.state_dir / "job.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = log_path.open("ab")
+    env = {**os.environ, **settings.to_env(), "FLINK_CONF_DIR": str(settings.flink_conf_dir)}
+    return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def stop_local(process: subprocess.Popen, kill: bool = False, timeout_s: float = 20.0) -> None:
+    """Stop the job's process group: SIGTERM (or SIGKILL to simulate a crash), then wait."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        pass
+
+
+def rest(settings: Settings, path: str) -> dict:
+    url = f"http://127.0.0.1:{settings.flink_rest_port}{path}"
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return json.load(response)
+
+
+def wait_running(settings: Settings, process: subprocess.Popen | None = None, timeout_s: float = 90.0) -> str:
+    """The job id once every task of the job runs; JobError with the log tail if it cannot start."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise JobError(f"the job exited with {process.returncode}:\n{_log_tail(settings)}")
+        job = _running_job(settings)
+        if job is not None:
+            return job
+        time.sleep(0.5)
+    raise JobError(f"the job was not running after {timeout_s:.0f} s:\n{_log_tail(settings)}")
+
+
+def _running_job(settings: Settings) -> str | None:
+    try:
+        jobs = rest(settings, "/jobs/overview")["jobs"]
+    except (OSError, urllib.error.URLError, ValueError, KeyError):
+        return None
+    for job in jobs:
+        tasks = job.get("tasks", {})
+        if job["name"] == settings.job_name and job["state"] == "RUNNING" \
+                and tasks.get("running") == tasks.get("total"):
+            return job["jid"]
+    return None
+
+
+def _log_tail(settings: Settings, lines: int = 40) -> str:
+    path = settings.state_dir / "job.log"
+    if not path.exists():
+        return "(no job log)"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def flink_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, **settings.to_env(), "FLINK_CONF_DIR": str(settings.flink_conf_dir),
+            "FLINK_LOG_DIR": str(settings.state_dir / "flink-log")}
+
+
+def cluster_up(settings: Settings) -> None:
+    (settings.state_dir / "flink-log").mkdir(parents=True, exist_ok=True)
+    subprocess.run([str(FLINK_HOME / "bin" / "start-cluster.sh")], env=flink_env(settings), check=True)
+
+
+def cluster_down(settings: Settings) -> None:
+    subprocess.run([str(FLINK_HOME / "bin" / "stop-cluster.sh")], env=flink_env(settings), check=True)
+
+
+def submit_command(settings: Settings) -> list[str]:
+    python = sys.executable
+    return [
+        str(FLINK_HOME / "bin" / "flink"), "run", "--detached",
+        "-m", f"127.0.0.1:{settings.flink_rest_port}",
+        f"-Dpipeline.jars={settings.connector_jar.as_uri()}",
+        "-py", str(REPO_ROOT / "jobs" / "analyze.py"),
+        "-pyfs", ",".join(str(REPO_ROOT / name) for name in ("schemas", "udfs", "connectors", "jobs", "trackius")),
+        "-pyexec", python, "-pyclientexec", python,
+    ]
+
+
+def submit(settings: Settings) -> None:
+    subprocess.run(submit_command(settings), env=flink_env(settings), cwd=REPO_ROOT, check=True)
