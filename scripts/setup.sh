@@ -47,4 +47,6 @@ for server in kafka cassandra flink; do
     rm -f "$STATE"/stamps/jars-$server.*; touch "$stamp"
   fi
 done
+# 4. The Compose Specification's JSON schema, for validating docker-compose.yml in the tests.
+bash scripts/fetch-compose-schema.sh >/dev/null
 say "ready: .venv/bin/trackius, jars under $JARS"
