@@ -19,18 +19,35 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from typing import Protocol
 
 from connectors import admin
 from trackius import stack_cassandra, stack_kafka
 from trackius.settings import Settings
 
 Log = Callable[[str], object]
+
+
+class Server(Protocol):
+    """What a server module (`stack_kafka`, `stack_cassandra`) provides to the manager."""
+
+    NAME: str
+    START_TIMEOUT_S: float
+
+    def endpoint(self, settings: Settings) -> tuple[str, int]: ...
+
+    def prepare(self, settings: Settings, home: Path, java: str) -> list[str]: ...
+
+    def probe(self, settings: Settings, home: Path, timeout: float = ...) -> tuple[bool, str]: ...
+
+
 # Cassandra is spawned first: it takes longest, and Kafka's format and start overlap with it.
-SERVERS: tuple[ModuleType, ...] = (stack_cassandra, stack_kafka)
+SERVERS: tuple[Server, ...] = (stack_cassandra, stack_kafka)
+# Status and health checks report in the order clients depend on them.
+_REPORT_ORDER: tuple[Server, ...] = (stack_kafka, stack_cassandra)
 STOP_TIMEOUT_S = 30.0
 _TAIL_LINES = 40
 _POLL_S = 0.25
@@ -54,26 +71,28 @@ class ServerStatus:
     detail: str
 
 
-def home(settings: Settings, server: ModuleType) -> Path:
-    """The directory holding one server's config, data, log and pid file."""
-    return settings.state_dir / server.NAME
+def home(settings: Settings, server: Server) -> Path:
+    """The directory holding one server's config, data, log and pid file (an absolute path:
+    it goes into config files and identifies the server's process)."""
+    return settings.state_dir.resolve() / server.NAME
 
 
-def log_path(settings: Settings, server: ModuleType) -> Path:
+def log_path(settings: Settings, server: Server) -> Path:
     """The file a server's stdout and stderr go to (the previous run's is kept as `.1`)."""
     return home(settings, server) / f"{server.NAME}.log"
 
 
-def _pid_path(settings: Settings, server: ModuleType) -> Path:
+def _pid_path(settings: Settings, server: Server) -> Path:
     return home(settings, server) / f"{server.NAME}.pid"
 
 
-def _address(settings: Settings, server: ModuleType) -> str:
+def _address(settings: Settings, server: Server) -> str:
     host, port = server.endpoint(settings)
     return f"{host}:{port}"
 
 
 # -- processes -------------------------------------------------------------------------------
+
 
 def _alive(pid: int) -> bool:
     child = _children.get(pid)
@@ -96,12 +115,12 @@ def _is_ours(pid: int, server_home: Path) -> bool:
     if not cmdline.parent.exists():
         return True  # no procfs (not Linux): trust the pid file
     try:
-        return str(server_home).encode() in cmdline.read_bytes()
+        return f"{server_home}{os.sep}".encode() in cmdline.read_bytes()
     except OSError:
         return False
 
 
-def running_pid(settings: Settings, server: ModuleType) -> int | None:
+def running_pid(settings: Settings, server: Server) -> int | None:
     """The pid of the server if it runs; a stale pid file (process gone) gives None."""
     try:
         pid = int(_pid_path(settings, server).read_text().strip())
@@ -119,7 +138,7 @@ def _java() -> str:
     return java
 
 
-def _spawn(settings: Settings, server: ModuleType, log: Log) -> int:
+def _spawn(settings: Settings, server: Server, log: Log) -> int:
     """Write the server's config and start it detached; returns its pid."""
     jars = settings.jars_dir / server.NAME
     if not any(jars.glob("*.jar")):
@@ -130,15 +149,22 @@ def _spawn(settings: Settings, server: ModuleType, log: Log) -> int:
         command = server.prepare(settings, server_home, _java())
     except subprocess.CalledProcessError as exc:
         output = "\n".join((exc.stdout or "", exc.stderr or "")).splitlines()
-        raise StackError(f"{server.NAME}: preparing storage failed ({exc})\n"
-                         + _tail_text(output)) from exc
+        raise StackError(
+            f"{server.NAME}: preparing storage failed ({exc})\n" + _tail_text(output)
+        ) from exc
     log_file = log_path(settings, server)
     if log_file.exists():
         log_file.replace(log_file.with_name(log_file.name + ".1"))
     with log_file.open("wb") as out:
         # A new session: the server survives the CLI and its terminal's Ctrl-C.
-        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, cwd=server_home, start_new_session=True)
+        child = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=server_home,
+            start_new_session=True,
+        )
     _children[child.pid] = child
     _pid_path(settings, server).write_text(f"{child.pid}\n")
     log(f"{server.NAME}: started pid {child.pid} on {_address(settings, server)} (log {log_file})")
@@ -153,20 +179,18 @@ def _port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def _probe(settings: Settings, server: ModuleType) -> tuple[bool, str]:
+def _probe(settings: Settings, server: Server) -> tuple[bool, str]:
     if not _port_open(*server.endpoint(settings)):
         return False, f"nothing listens on {_address(settings, server)}"
-    healthy, detail = server.probe(settings, home(settings, server))
-    return healthy, detail
+    return server.probe(settings, home(settings, server))
 
 
-def _wait_healthy(
-    settings: Settings, server: ModuleType, pid: int, log: Log, started: float
-) -> None:
+def _wait_healthy(settings: Settings, server: Server, pid: int, log: Log, started: float) -> None:
     """Poll until the server answers; raise with its log tail if it exits or time runs out."""
     deadline = started + server.START_TIMEOUT_S
     while True:
         if not _alive(pid):
+            _pid_path(settings, server).unlink(missing_ok=True)
             _fail(settings, server, f"exited during start-up (pid {pid})")
         healthy, detail = _probe(settings, server)
         if healthy:
@@ -181,7 +205,7 @@ def _tail_text(lines: list[str]) -> str:
     return "\n".join(lines[-_TAIL_LINES:])
 
 
-def _fail(settings: Settings, server: ModuleType, reason: str) -> None:
+def _fail(settings: Settings, server: Server, reason: str) -> None:
     path = log_path(settings, server)
     try:
         tail = _tail_text(path.read_text(errors="replace").splitlines())
@@ -200,6 +224,7 @@ def _locked(settings: Settings) -> Iterator[None]:
 
 
 # -- the public commands ---------------------------------------------------------------------
+
 
 def start(settings: Settings, name: str, log: Log = print) -> None:
     """Start one server by name ("kafka" or "cassandra") if needed and wait until it answers."""
@@ -220,7 +245,7 @@ def up(settings: Settings, log: Log = print) -> None:
             if pid is not None:
                 log(f"{server.NAME}: already running (pid {pid})")
             pids[server.NAME] = pid or _spawn(settings, server, log)
-        for server in (stack_kafka, stack_cassandra):
+        for server in _REPORT_ORDER:
             _wait_healthy(settings, server, pids[server.NAME], log, started[server.NAME])
     created = admin.ensure_topics(settings)
     log(f"kafka: created topics {', '.join(created)}" if created else "kafka: topics present")
@@ -253,10 +278,10 @@ def down(settings: Settings, log: Log = print) -> None:
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
-        os.killpg(pid, sig)  # the server leads its own process group (start_new_session)
-    except ProcessLookupError:
-        pass  # it exited between the liveness check and the signal: the goal is reached
+    # The server leads its own process group (start_new_session); it may have exited between
+    # the liveness check and the signal, which is the goal anyway.
+    with suppress(ProcessLookupError):
+        os.killpg(pid, sig)
 
 
 def _await_exit(pids: dict[str, int], timeout: float) -> bool:
@@ -271,15 +296,18 @@ def _await_exit(pids: dict[str, int], timeout: float) -> bool:
 def status(settings: Settings) -> list[ServerStatus]:
     """One ServerStatus per server, probing health of those that run."""
     report = []
-    for server in (stack_kafka, stack_cassandra):
+    for server in _REPORT_ORDER:
         pid = running_pid(settings, server)
         if pid is None:
             stale = _pid_path(settings, server).exists()
             healthy, detail = False, "not running" + (" (stale pid file)" if stale else "")
         else:
             healthy, detail = _probe(settings, server)
-        report.append(ServerStatus(server.NAME, pid is not None, pid,
-                                   _address(settings, server), healthy, detail))
+        report.append(
+            ServerStatus(
+                server.NAME, pid is not None, pid, _address(settings, server), healthy, detail
+            )
+        )
     return report
 
 
@@ -293,8 +321,8 @@ def format_status(statuses: list[ServerStatus]) -> str:
     return "\n".join(lines)
 
 
-def _server(name: str) -> ModuleType:
+def _server(name: str) -> Server:
     for server in SERVERS:
-        if server.NAME == name:
+        if name == server.NAME:
             return server
     raise ValueError(f"unknown server {name!r}; expected one of {[s.NAME for s in SERVERS]}")

@@ -21,25 +21,41 @@ MAIN_CLASS = "org.apache.cassandra.service.CassandraDaemon"
 
 # Cassandra's conf/jvm17-server.options: without these 5.0 dies at start-up on Java 17.
 _EXPORTS = (
-    "java.base/jdk.internal.misc", "java.management.rmi/com.sun.jmx.remote.internal.rmi",
-    "java.management/com.sun.jmx.remote.security", "java.rmi/sun.rmi.registry",
-    "java.rmi/sun.rmi.server", "java.sql/java.sql", "java.base/java.lang.ref",
-    "jdk.unsupported/sun.misc", "jdk.compiler/com.sun.tools.javac.file",
+    "java.base/jdk.internal.misc",
+    "java.management.rmi/com.sun.jmx.remote.internal.rmi",
+    "java.management/com.sun.jmx.remote.security",
+    "java.rmi/sun.rmi.registry",
+    "java.rmi/sun.rmi.server",
+    "java.sql/java.sql",
+    "java.base/java.lang.ref",
+    "jdk.unsupported/sun.misc",
+    "jdk.compiler/com.sun.tools.javac.file",
     "jdk.attach/sun.tools.attach",
 )
-_OPENS = tuple(f"java.base/{p}" for p in (
-    "java.lang.module", "jdk.internal.loader", "jdk.internal.ref", "jdk.internal.reflect",
-    "jdk.internal.math", "jdk.internal.module", "jdk.internal.util.jar", "sun.nio.ch", "java.io",
-    "java.lang.reflect", "java.lang", "java.util", "java.nio",
-)) + ("jdk.management/com.sun.management.internal", "jdk.compiler/com.sun.tools.javac")
+_OPENS = (
+    *(f"java.base/{package}" for package in (
+        "java.lang.module", "jdk.internal.loader", "jdk.internal.ref", "jdk.internal.reflect",
+        "jdk.internal.math", "jdk.internal.module", "jdk.internal.util.jar", "sun.nio.ch",
+        "java.io", "java.lang.reflect", "java.lang", "java.util", "java.nio",
+    )),
+    "jdk.management/com.sun.management.internal",
+    "jdk.compiler/com.sun.tools.javac",
+)  # fmt: skip
 
 # Tuned for a fast start on 2 cores: C1 only (C2 compiles cost more than they return in the
 # first minute), a serial collector, no shared-memory perf file; JMX is left off, so the node
 # opens only its storage and native ports.
 _JVM_TUNING = (
-    "-Xms768m", "-Xmx768m", "-Xss256k", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-    "-XX:+PerfDisableSharedMem", "-XX:+ExitOnOutOfMemoryError", "-Djava.net.preferIPv4Stack=true",
-    "-Dcassandra.skip_wait_for_gossip_to_settle=0", "-Dcassandra.superuser_setup_delay_ms=0",
+    "-Xms768m",
+    "-Xmx768m",
+    "-Xss256k",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:+PerfDisableSharedMem",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.net.preferIPv4Stack=true",
+    "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+    "-Dcassandra.superuser_setup_delay_ms=0",
     # No peers to tell about a shutdown: skip the 2 s announcement sleep.
     "-Dcassandra.shutdown_announce_in_ms=0",
 )
@@ -73,6 +89,8 @@ def cassandra_yaml(settings: Settings, home: Path) -> str:
     return f"""# Written by trackius.stack on every start; edits are overwritten.
 cluster_name: trackius-local
 num_tokens: 1
+# One fixed token: no "picking random token" warning, the same ring on every fresh start.
+initial_token: 0
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
 endpoint_snitch: SimpleSnitch
 seed_provider:
@@ -86,10 +104,10 @@ ssl_storage_port: {storage + 1}
 native_transport_port: {settings.cassandra_port}
 start_native_transport: true
 data_file_directories: ["{data_dir(home)}"]
-commitlog_directory: "{d / 'commitlog'}"
-saved_caches_directory: "{d / 'saved_caches'}"
-hints_directory: "{d / 'hints'}"
-cdc_raw_directory: "{d / 'cdc_raw'}"
+commitlog_directory: "{d / "commitlog"}"
+saved_caches_directory: "{d / "saved_caches"}"
+hints_directory: "{d / "hints"}"
+cdc_raw_directory: "{d / "cdc_raw"}"
 commitlog_sync: periodic
 commitlog_sync_period: 10s
 commitlog_segment_size: 5MiB
@@ -114,16 +132,22 @@ def command(settings: Settings, home: Path, java: str) -> list[str]:
     """The JVM command line that runs the node in the foreground."""
     lib = settings.jars_dir / "cassandra"
     return [
-        java, *_JVM_TUNING,
-        f"-javaagent:{lib / 'jamm-0.4.0.jar'}", "-Djdk.attach.allowAttachSelf=true",
+        java,
+        *_JVM_TUNING,
+        f"-javaagent:{lib / 'jamm-0.4.0.jar'}",
+        "-Djdk.attach.allowAttachSelf=true",
         "-Dio.netty.tryReflectionSetAccessible=true",
         *(f"--add-exports={m}=ALL-UNNAMED" for m in _EXPORTS),
         *(f"--add-opens={m}=ALL-UNNAMED" for m in _OPENS),
-        f"-Dcassandra.config=file://{home / 'cassandra.yaml'}", "-Dcassandra-foreground=yes",
-        f"-Dcassandra.storagedir={home / 'data'}", f"-Dcassandra.logdir={home}",
+        f"-Dcassandra.config=file://{home / 'cassandra.yaml'}",
+        "-Dcassandra-foreground=yes",
+        f"-Dcassandra.storagedir={home / 'data'}",
+        f"-Dcassandra.logdir={home}",
         f"-Dcassandra.triggers_dir={home / 'triggers'}",
         f"-Dlogback.configurationFile=file://{home / 'logback.xml'}",
-        "-cp", f"{lib}/*", MAIN_CLASS,
+        "-cp",
+        f"{lib}/*",
+        MAIN_CLASS,
     ]
 
 

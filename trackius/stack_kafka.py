@@ -23,11 +23,17 @@ _FORMAT_TIMEOUT_S = 60.0
 # A serial collector and C1 only: the broker starts in ~2 s on 2 cores and the test loads are
 # far below where C2 would pay off. No shared-memory perf file in /tmp.
 _JVM_TUNING = (
-    "-Xms512m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-    "-XX:+PerfDisableSharedMem", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
+    "-Xms512m",
+    "-Xmx512m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-XX:+PerfDisableSharedMem",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
     "-Djava.net.preferIPv4Stack=true",
     # slf4j-simple is the backend: warnings only, plus the line that says the broker is up.
-    "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-Dorg.slf4j.simpleLogger.showDateTime=true",
+    "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+    "-Dorg.slf4j.simpleLogger.showDateTime=true",
     "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
     "-Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info",
 )
@@ -113,9 +119,22 @@ def prepare(settings: Settings, home: Path, java: str) -> list[str]:
     config.write_text(server_properties(settings, home))
     if cluster_id(home) is None:
         subprocess.run(
-            [java, *_JVM_TUNING, "-cp", _classpath(settings), "kafka.tools.StorageTool",
-             "format", "-t", random_cluster_id(), "-c", str(config)],
-            check=True, capture_output=True, text=True, timeout=_FORMAT_TIMEOUT_S,
+            [
+                java,
+                *_JVM_TUNING,
+                "-cp",
+                _classpath(settings),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                random_cluster_id(),
+                "-c",
+                str(config),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=_FORMAT_TIMEOUT_S,
         )
     return [java, *_JVM_TUNING, "-cp", _classpath(settings), "kafka.Kafka", str(config)]
 
@@ -132,8 +151,10 @@ def probe(settings: Settings, home: Path, timeout: float = 2.0) -> tuple[bool, s
     ms = int(timeout * 1000)
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=settings.kafka_bootstrap, client_id="trackius-stack-probe",
-            bootstrap_timeout_ms=ms, request_timeout_ms=ms,
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="trackius-stack-probe",
+            bootstrap_timeout_ms=ms,
+            request_timeout_ms=ms,
         )
         try:
             topics = admin.list_topics()

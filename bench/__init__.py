@@ -1,0 +1,1 @@
+"""Benchmarks: run against the real local stack and job; they print tables and write JSON."""

@@ -1,0 +1,136 @@
+"""End-to-end latency: Kafka produce -> job -> alerts.v1 -> fan-out -> WebSocket client.
+
+For each settings profile (Trackius' tuned settings, and PyFlink's defaults: process mode,
+default bundles and buffer timeout) it starts the job, applies one rule that every benchmark
+event matches, and for each rate runs the load generator in a separate process for --duration
+seconds, discarding the first --warmup seconds. It reports p50/p95/p99/max latency, received
+vs sent, and whether the rate was sustained (everything arrived within 5 s of the end, and
+latency did not keep growing). Results: a table on stdout and bench/results/latency.json.
+
+    python -m bench.latency [--rates 500,1000,2000] [--duration 60] [--profiles tuned,default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from schemas.rule import Rule
+from services.feed_client import feed_url, follow
+from trackius import jobctl, rules_client, stack
+from trackius.demo import start_fanout
+from trackius.settings import REPO_ROOT, Settings
+
+RESULTS = REPO_ROOT / "bench" / "results"
+PROFILES = {
+    "tuned": {},
+    "default": {"python_execution_mode": "process", "python_bundle_size": 100_000,
+                "python_bundle_time_ms": 1000, "buffer_timeout_ms": 100},
+}
+DRAIN_S = 5.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def summarize(latencies: list[tuple[int, int]], rate: float, duration: float, warmup: float, sent: int) -> dict:
+    """latencies: (event number, ms). Drops the warm-up, then percentiles and a backlog check."""
+    first = int(rate * warmup)
+    kept = [ms for n, ms in sorted(latencies) if n >= first]
+    quarter = max(1, len(kept) // 4)
+    early, late = percentile(kept[:quarter], 50), percentile(kept[-quarter:], 50)
+    received = len(latencies)
+    return {
+        "rate": rate, "duration_s": duration, "warmup_s": warmup, "sent": sent, "received": received,
+        "p50_ms": percentile(kept, 50), "p95_ms": percentile(kept, 95), "p99_ms": percentile(kept, 99),
+        "max_ms": max(kept, default=float("nan")),
+        "throughput_per_s": round(received / duration, 1),
+        "sustained": received >= sent and late <= 2 * early + 50,
+    }
+
+
+async def measure(settings: Settings, rule_id: str, tag: str, rate: float, duration: float) -> tuple[list, int]:
+    latencies: list[tuple[int, int]] = []
+    env = {**os.environ, **settings.to_env()}
+    load = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.produce", "--rate", str(rate), "--duration", str(duration),
+        "--tag", tag, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE)
+
+    async def receive() -> None:
+        async for item in follow(feed_url(settings), rules=[rule_id]):
+            alert = item["alert"]
+            if alert["content_key"].startswith(f"x:{tag}-"):
+                number = int(alert["content_key"].rsplit("-", 1)[1])
+                latencies.append((number, time.time_ns() // 1_000_000 - alert["times"]["collected_at"]))
+
+    receiver = asyncio.create_task(receive())
+    out, _ = await load.communicate()
+    sent = json.loads(out.decode().strip().splitlines()[-1])["sent"]
+    deadline = time.monotonic() + DRAIN_S
+    while len(latencies) < sent and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    receiver.cancel()
+    return latencies, sent
+
+
+def run_profile(base: Settings, name: str, rates: list[float], duration: float, warmup: float) -> list[dict]:
+    settings = base.replace(**PROFILES[name])
+    job = jobctl.start_local(settings, resume=False)
+    rows = []
+    try:
+        jobctl.wait_running(settings, job, timeout_s=120)
+        rule_id = f"bench-{name}-{int(time.time())}"
+        rules_client.publish(settings, [Rule(rule_id, 1, condition="benchmark")], wait=True)
+        for rate in rates:
+            tag = f"{rule_id}-{int(rate)}"
+            latencies, sent = asyncio.run(measure(settings, rule_id, tag, rate, duration))
+            row = {"profile": name, **summarize(latencies, rate, duration, warmup, sent)}
+            print(format_row(row), flush=True)
+            rows.append(row)
+    finally:
+        jobctl.stop_local(job)
+    return rows
+
+
+def format_row(row: dict) -> str:
+    return (f"{row['profile']:<8} {row['rate']:>7.0f} {row['p50_ms']:>7.0f} {row['p95_ms']:>7.0f} "
+            f"{row['p99_ms']:>7.0f} {row['max_ms']:>7.0f} {row['received']:>8}/{row['sent']:<8} "
+            f"{'yes' if row['sustained'] else 'NO'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="250,500,1000,1500,2000")
+    parser.add_argument("--duration", type=float, default=60.0)
+    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--profiles", default="tuned,default")
+    args = parser.parse_args()
+    settings = Settings.from_env()
+    stack.up(settings)
+    fanout = start_fanout(settings)
+    rows: list[dict] = []
+    print(f"{'profile':<8} {'rate/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} {'recv/sent':>17} sustained")
+    try:
+        for name in args.profiles.split(","):
+            rows += run_profile(settings, name, [float(r) for r in args.rates.split(",")],
+                                args.duration, args.warmup)
+    finally:
+        jobctl.stop_local(fanout)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                          "python": platform.python_version()}, "rows": rows}
+    (RESULTS / "latency.json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {RESULTS / 'latency.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+"""Shared pytest wiring: the integration tests' running system (job + fan-out) is a plugin."""
+
+pytest_plugins = ["tests.integration.system"]
