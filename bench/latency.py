@@ -84,10 +84,9 @@ async def measure(settings: Settings, rule_id: str, tag: str, rate: float, durat
 
 def run_profile(base: Settings, name: str, rates: list[float], duration: float, warmup: float) -> list[dict]:
     settings = base.replace(**PROFILES[name])
-    job = jobctl.start_local(settings, resume=False)
+    jobs = jobctl.start_all(settings, resume=False)
     rows = []
     try:
-        jobctl.wait_running(settings, job, timeout_s=120)
         rule_id = f"bench-{name}-{int(time.time())}"
         rules_client.publish(settings, [Rule(rule_id, 1, condition="benchmark")], wait=True)
         for rate in rates:
@@ -97,7 +96,7 @@ def run_profile(base: Settings, name: str, rates: list[float], duration: float, 
             print(format_row(row), flush=True)
             rows.append(row)
     finally:
-        jobctl.stop_local(job)
+        jobctl.stop_all(jobs)
     return rows
 
 

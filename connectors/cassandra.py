@@ -7,18 +7,29 @@ batch before dropping them: a checkpoint can never cover a row that is still in 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyflink.datastream import KeyedProcessFunction, RuntimeContext
 
-from schemas.alert import CQL_UPSERT_ALERT
-from schemas.findings import CQL_UPSERT_FINDINGS
+from schemas.alert import CQL_UPSERT_ALERT, Alert, alert_row
+from schemas.codec import decode
+from schemas.findings import CQL_UPSERT_FINDINGS, TextFindings, findings_row
 from schemas.pipeline import StoredRow
 from trackius.settings import Settings
 from udfs.batching import MicroBatch
 
 STATEMENTS = {"alert": CQL_UPSERT_ALERT, "findings": CQL_UPSERT_FINDINGS}
+
+
+def stored_row(statement: str) -> Callable[[bytes], StoredRow]:
+    """Maps a record's JSON, as read back from Kafka, to the upsert that stores it."""
+    to_row, record_class = {"alert": (alert_row, Alert), "findings": (findings_row, TextFindings)}[statement]
+
+    def convert(raw: bytes) -> StoredRow:
+        return StoredRow(statement, to_row(decode(record_class, bytes(raw))))
+
+    return convert
 
 
 class CassandraWriter:
@@ -65,7 +76,7 @@ class WriteCassandra(KeyedProcessFunction):
         self._flush(ctx)
 
     def _flush(self, ctx: Any) -> None:
-        rows = self.batch.take()
+        rows = self.batch.take(ctx)
         if rows:
             started = ctx.timer_service().current_processing_time()
             self.writer.write(rows)

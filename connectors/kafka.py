@@ -23,6 +23,11 @@ def rules_source(settings: Settings) -> Any:
     return _source(settings, settings.topics.rules, f"{settings.job_name}-rules", committed=False)
 
 
+def stored_source(settings: Settings, topic: str) -> Any:
+    """Records the job itself produced, read back for Cassandra (resumes from committed offsets)."""
+    return _source(settings, topic, settings.job_name, committed=True)
+
+
 def _source(settings: Settings, topic: str, group_id: str, committed: bool) -> Any:
     from pyflink.common.serialization import ByteArraySchema
     from pyflink.datastream.connectors.kafka import (

@@ -6,9 +6,11 @@ compares them); everything else about the runtime lives in flink-conf/config.yam
 
 from __future__ import annotations
 
+import argparse
 import os
 import site
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -64,3 +66,42 @@ def latest_checkpoint(settings: Settings) -> Path | None:
     root = settings.checkpoint_dir / settings.job_name
     done = [meta.parent for meta in root.glob("*/chk-*/_metadata")]
     return max(done, key=lambda path: path.stat().st_mtime, default=None)
+
+
+def restore_point(settings: Settings, argv: list[str] | None) -> Path | None:
+    """--resume: the latest checkpoint; --restore-from PATH: that one; neither: a fresh start."""
+    parser = argparse.ArgumentParser(description=f"Run the Flink job {settings.job_name}.")
+    parser.add_argument("--resume", action="store_true", help="restore from the latest checkpoint")
+    parser.add_argument("--restore-from", type=Path, help="restore from this checkpoint or savepoint")
+    args = parser.parse_args(argv)
+    restore = args.restore_from or (latest_checkpoint(settings) if args.resume else None)
+    if restore:
+        print(f"restoring from {restore}", flush=True)
+    return restore
+
+
+def kafka_stream(env: Any, source: Any, name: str) -> Any:
+    """A Kafka source as a stream; the uid is its name, so offsets survive in checkpoints."""
+    from pyflink.common import WatermarkStrategy
+
+    return env.from_source(source, WatermarkStrategy.no_watermarks(), name).uid(name)
+
+
+def named(stream: Any, name: str) -> Any:
+    """Operator name as in the adapter's class; the uid in kebab case (savepoints depend on it)."""
+    uid = "".join(f"-{c.lower()}" if c.isupper() else c for c in name).lstrip("-")
+    return stream.name(name).uid(uid)
+
+
+def to_json(stream: Any, name: str) -> Any:
+    """Records to JSON. Stateless, so no uid: PyFlink's operator fusion can give a fused
+    operator a uid twice when the stream is consumed again (seen with execute_and_collect)."""
+    from schemas.codec import encode
+    from schemas.flink_types import json_type
+
+    return stream.map(encode, json_type()).name(name)
+
+
+def shard_of(key: str, shards: int) -> int:
+    """A stable shard (Python's hash() differs per process; state must not move on restart)."""
+    return zlib.crc32(key.encode()) % shards

@@ -34,6 +34,8 @@ class TextFindings:
     text_chars: int = 0
     truncated: bool = False  # the text was longer than the analysis limit and was cut
     models: dict[str, str] = field(default_factory=dict)
+    collected_at: int = 0  # epoch ms, copied from the event (Cassandra clustering stays replay-stable)
+    analysed_at: int = 0  # epoch ms
     part_id: str = TEXT_PART
     schema_version: int = 1
 
@@ -49,5 +51,6 @@ CQL_UPSERT_FINDINGS = (
 )
 
 
-def findings_row(findings: TextFindings, collected_at: int, analysed_at: int) -> tuple:
-    return (findings.content_key, findings.part_id, "text", collected_at, analysed_at, encode(findings))
+def findings_row(findings: TextFindings) -> tuple:
+    return (findings.content_key, findings.part_id, "text", findings.collected_at,
+            findings.analysed_at, encode(findings))

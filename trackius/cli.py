@@ -39,9 +39,9 @@ def _parser() -> argparse.ArgumentParser:
 
     job = commands.add_parser("job", help="run the analyze job locally or submit it to a cluster")
     job.add_argument("action", choices=["run", "submit", "cluster-up", "cluster-down"],
-                     help="run: local MiniCluster (web UI on the REST port); submit: flink run -py "
-                          "to a running cluster; cluster-up/down: the standalone cluster in the "
-                          "apache-flink package")
+                     help="run: both jobs (analyze, store) on local MiniClusters with their web UIs; "
+                          "submit: flink run -py both to a running cluster; cluster-up/down: the "
+                          "standalone cluster in the apache-flink package")
     job.add_argument("--fresh", action="store_true", help="ignore the latest checkpoint")
     job.set_defaults(run=_job)
 
@@ -95,14 +95,15 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
     if args.action in ("cluster-up", "cluster-down"):
         (jobctl.cluster_up if args.action == "cluster-up" else jobctl.cluster_down)(settings)
         return 0
-    process = jobctl.start_local(settings, resume=not args.fresh)
+    processes = jobctl.start_all(settings, resume=not args.fresh)
     try:
-        jobctl.wait_running(settings, process)
-        print(f"job running; Flink web UI: http://localhost:{settings.flink_rest_port} "
-              f"(log {settings.state_dir / 'job.log'}); Ctrl-C stops it")
-        return process.wait()
+        print(f"analyze job: Flink web UI http://localhost:{settings.flink_rest_port}; store job: "
+              f"http://localhost:{settings.store_rest_port}; logs in {settings.state_dir}; Ctrl-C stops both")
+        while all(process.poll() is None for process in processes.values()):
+            time.sleep(0.5)
+        return 1
     finally:
-        jobctl.stop_local(process)
+        jobctl.stop_all(processes)
 
 
 def _rules(settings: Settings, args: argparse.Namespace) -> int:

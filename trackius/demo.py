@@ -66,14 +66,13 @@ def run_demo(settings: Settings, rate: float, duration_s: float | None,
              rules_file: Path = SAMPLES / "rules.yaml", events_file: Path = SAMPLES / "events.jsonl") -> int:
     stack_was_up = all(server.healthy for server in stack.status(settings))
     stack.up(settings)
-    children: list[subprocess.Popen] = []
+    children: dict[str, subprocess.Popen] = {}
     try:
-        children.append(start_fanout(settings))
+        children["fanout"] = start_fanout(settings)
         print(f"fan-out: ws://{settings.fanout_host}:{settings.fanout_port}/feed")
-        job = jobctl.start_local(settings)
-        children.append(job)
-        jobctl.wait_running(settings, job)
-        print(f"job running; Flink web UI: http://localhost:{settings.flink_rest_port}")
+        children.update(jobctl.start_all(settings))
+        print(f"jobs running; Flink web UI: http://localhost:{settings.flink_rest_port} (analyze), "
+              f"http://localhost:{settings.store_rest_port} (store)")
         rules = load_rules_yaml(rules_file.read_text(encoding="utf-8"), str(rules_file))
         rules_client.publish(settings, rules, wait=True)
         print(f"{len(rules)} rules active: {', '.join(rule.rule_id for rule in rules)}")
@@ -81,8 +80,7 @@ def run_demo(settings: Settings, rate: float, duration_s: float | None,
     except KeyboardInterrupt:
         print("\nstopping")
     finally:
-        for child in reversed(children):
-            jobctl.stop_local(child)
+        jobctl.stop_all(children)
         if not stack_was_up:
             stack.down(settings)
     return 0

@@ -30,9 +30,36 @@ class JobError(TrackiusError):
     """The job did not start, or stopped unexpectedly."""
 
 
-def start_local(settings: Settings, resume: bool = True, log_path: Path | None = None) -> subprocess.Popen:
-    command = [sys.executable, "-m", "jobs.analyze", *(["--resume"] if resume else [])]
-    log_path = log_path or settings.state_dir / "job.log"
+JOBS = ("analyze", "store")
+
+
+def settings_for(settings: Settings, job: str) -> Settings:
+    """The settings a job runs with (the store job has its own name and REST port)."""
+    from jobs.store import store_settings
+
+    return store_settings(settings) if job == "store" else settings
+
+
+def start_all(settings: Settings, resume: bool = True, timeout_s: float = 120.0) -> dict[str, subprocess.Popen]:
+    """Both jobs on local MiniClusters; returns once every task of both runs."""
+    processes = {job: start_local(settings, job, resume) for job in JOBS}
+    try:
+        for job, process in processes.items():
+            wait_running(settings_for(settings, job), process, timeout_s)
+    except BaseException:
+        stop_all(processes)
+        raise
+    return processes
+
+
+def stop_all(processes: dict[str, subprocess.Popen], kill: bool = False) -> None:
+    for process in processes.values():
+        stop_local(process, kill=kill)
+
+
+def start_local(settings: Settings, job: str = "analyze", resume: bool = True) -> subprocess.Popen:
+    command = [sys.executable, "-m", f"jobs.{job}", *(["--resume"] if resume else [])]
+    log_path = log_path_of(settings, settings_for(settings, job).job_name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("ab")
     env = {**os.environ, **settings.to_env(), "FLINK_CONF_DIR": str(settings.flink_conf_dir)}
@@ -86,8 +113,12 @@ def _running_job(settings: Settings) -> str | None:
     return None
 
 
+def log_path_of(settings: Settings, job_name: str) -> Path:
+    return settings.state_dir / f"{job_name}.log"
+
+
 def _log_tail(settings: Settings, lines: int = 40) -> str:
-    path = settings.state_dir / "job.log"
+    path = log_path_of(settings, settings.job_name)
     if not path.exists():
         return "(no job log)"
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -107,17 +138,18 @@ def cluster_down(settings: Settings) -> None:
     subprocess.run([str(FLINK_HOME / "bin" / "stop-cluster.sh")], env=flink_env(settings), check=True)
 
 
-def submit_command(settings: Settings) -> list[str]:
+def submit_command(settings: Settings, job: str) -> list[str]:
     python = sys.executable
     return [
         str(FLINK_HOME / "bin" / "flink"), "run", "--detached",
         "-m", f"127.0.0.1:{settings.flink_rest_port}",
         f"-Dpipeline.jars={settings.connector_jar.as_uri()}",
-        "-py", str(REPO_ROOT / "jobs" / "analyze.py"),
+        "-py", str(REPO_ROOT / "jobs" / f"{job}.py"),
         "-pyfs", ",".join(str(REPO_ROOT / name) for name in ("schemas", "udfs", "connectors", "jobs", "trackius")),
         "-pyexec", python, "-pyclientexec", python,
     ]
 
 
 def submit(settings: Settings) -> None:
-    subprocess.run(submit_command(settings), env=flink_env(settings), cwd=REPO_ROOT, check=True)
+    for job in JOBS:
+        subprocess.run(submit_command(settings, job), env=flink_env(settings), cwd=REPO_ROOT, check=True)

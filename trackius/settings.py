@@ -59,6 +59,8 @@ class Settings:
     fanout_buffer: int = 100_000
 
     flink_rest_port: int = 8081
+    # The store job's local MiniCluster needs a REST port of its own.
+    store_rest_port: int = 8082
     flink_conf_dir: Path = REPO_ROOT / "flink-conf"
     parallelism: int = 1
     # "thread" runs Python functions inside the JVM; "process" in separate workers (bundles).

@@ -3,48 +3,55 @@ the errors. Clocks are read here, never in the cores.
 
     DecodeEvents    raw bytes            -> Ingested               | dead letters
     DecodeRules     raw bytes            -> Rule                   | dead letters
-    ScoreText       Ingested (by shard)  -> Analysed, micro-batched | rule acks   (+ rules broadcast)
-    EvaluateRules   Analysed (by key)    -> Alert                  | rule acks   (+ rules broadcast)
-    DedupAlerts     Alert (by alert_id)  -> Alert, first of each revision only
+    AnalyzeText     Ingested (by shard)  -> Alert (new ones only), TextFindings, RuleAck
+                    micro-batched text analysis, rule evaluation and dedup (+ rules broadcast)
+    EncodeByType    Alert | TextFindings | RuleAck -> alert JSON | findings JSON, rule ack JSON
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
 from pyflink.common import Types
-from pyflink.datastream import (
-    KeyedBroadcastProcessFunction,
-    KeyedProcessFunction,
-    OutputTag,
-    ProcessFunction,
-    RuntimeContext,
-)
-from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
 
 from schemas.alert import Alert
 from schemas.content import decode_event
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
-from schemas.flink_types import record_type
+from schemas.findings import TextFindings
+from schemas.codec import encode
+from schemas.flink_types import json_type, record_type
 from schemas.pipeline import Analysed, Ingested
 from schemas.rule import Rule, RuleAck, decode_rule
 from udfs.batching import MicroBatch
-from udfs.rules import RuleBook, alerts_for
+from udfs.rules import RuleBook, alerts_for, is_new
 from udfs.text import TextAnalyzer, Vocabulary
 
+SWITCH_INTERVAL_S = 0.0001
 DEAD_LETTERS = OutputTag("dead-letters", record_type())
-RULE_ACKS = OutputTag("rule-acks", record_type())
+RULE_ACKS = OutputTag("rule-acks", json_type())
+FINDINGS = OutputTag("findings", json_type())
 RULES_STATE = MapStateDescriptor("rules", Types.STRING(), record_type())
 # Every operator that holds rules acknowledges each version; `trackius rules apply --wait` waits
 # for all of them, so a rule is applied everywhere before it reports success.
-RULE_HOLDERS = ("score-text", "evaluate-rules")
+RULE_HOLDERS = ("analyze-text",)
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def share_the_interpreter_fairly() -> None:
+    """Thread mode runs every Python function of a TaskManager in one interpreter. A thread that
+    wants the GIL waits up to the switch interval (5 ms by default) for its holder, once per
+    call from Java, so busy neighbours would add milliseconds to every record; 0.1 ms keeps the
+    wait well below the per-event budget."""
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
 
 
 def subtask_of(runtime_context: RuntimeContext) -> tuple[int, int]:
@@ -65,6 +72,7 @@ class DecodeEvents(ProcessFunction):
         self.source_topic = source_topic
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        share_the_interpreter_fairly()
         metrics = runtime_context.get_metrics_group()
         self.events_in = metrics.counter("events_in")
         self.dead_letters = metrics.counter("dead_letters")
@@ -89,111 +97,93 @@ class DecodeRules(ProcessFunction):
             yield DEAD_LETTERS, dead_letter(bytes(value), "rules", str(exc), self.source_topic, now_ms())
 
 
-class _RuleHolder:
-    """Shared broadcast side: keep rules in broadcast state and a compiled copy in memory."""
+class AnalyzeText(KeyedBroadcastProcessFunction):
+    """Keyed by shard of content_key, with the rules broadcast to every subtask.
 
-    operator = ""
+    Ingested -> Alert (each alert_id and revision once), TextFindings, RuleAck: all on the main
+    output, split by EncodeByType, because PyFlink 2.2's thread mode drops the side-output tag of
+    records emitted from on_timer (they reach the main output as (tag, value) tuples).
+    Analysis, rule evaluation and dedup share one operator on purpose: in thread mode each keyed
+    hop costs a few hundred microseconds per record (measured; see README), more than the work.
+    Dedup state is keyed by shard, and an alert's shard is its content's, so it is exact.
+    """
 
-    def _open_rules(self, runtime_context: RuntimeContext) -> None:
+    operator = "analyze-text"
+
+    def __init__(self, max_text_chars: int, batch_size: int, batch_max_wait_ms: int, dedup_ttl_s: int) -> None:
+        self.max_text_chars = max_text_chars
+        self.batch = MicroBatch(batch_size, batch_max_wait_ms)
+        self.dedup_ttl_s = dedup_ttl_s
+
+    def open(self, runtime_context: RuntimeContext) -> None:
         self.subtask, self.subtasks = subtask_of(runtime_context)
+        self.analyzer = TextAnalyzer(self.max_text_chars)
         self.book: RuleBook | None = None  # rebuilt lazily: after a restore, state is all we have
+        self.vocabulary = Vocabulary()
+        self.batch.open(runtime_context, "text")
+        alerted = MapStateDescriptor("alerted-revision", Types.STRING(), Types.INT())
+        alerted.enable_time_to_live(StateTtlConfig.new_builder(_seconds(self.dedup_ttl_s)).build())
+        self.alerted = runtime_context.get_map_state(alerted)
+        metrics = runtime_context.get_metrics_group()
+        self.alerts_out = metrics.counter("alerts_out")
+        self.duplicates = metrics.counter("duplicate_alerts")
 
-    def _apply_rule(self, rule: Rule, ctx: Any) -> Iterator[Any]:
+    def process_element(self, value: Ingested, ctx: Any) -> Iterator[Any]:
+        if self.batch.add(value, ctx):
+            yield from self._flush(ctx)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        yield from self._flush(ctx)
+
+    def process_broadcast_element(self, value: Rule, ctx: Any) -> Iterator[Any]:
         state = ctx.get_broadcast_state(RULES_STATE)
-        current = state.get(rule.rule_id)
-        if current is None or current.version <= rule.version:
-            state.put(rule.rule_id, rule)
+        current = state.get(value.rule_id)
+        if current is None or current.version <= value.version:
+            state.put(value.rule_id, value)
             self.book = None
-        yield RULE_ACKS, RuleAck(rule.rule_id, rule.version, self.operator, self.subtask,
-                                 self.subtasks, RULE_HOLDERS)
+        yield RuleAck(value.rule_id, value.version, self.operator, self.subtask, self.subtasks, RULE_HOLDERS)
 
     def _rules(self, ctx: Any) -> RuleBook:
         if self.book is None:
             self.book = RuleBook.of(rule for _, rule in ctx.get_broadcast_state(RULES_STATE).items())
-            self._rules_changed(self.book)
+            self.vocabulary = Vocabulary.from_rules(self.book.active())
         return self.book
 
-    def _rules_changed(self, book: RuleBook) -> None:
-        pass
-
-
-class ScoreText(_RuleHolder, KeyedBroadcastProcessFunction):
-    operator = "score-text"
-
-    def __init__(self, max_text_chars: int, batch_size: int, batch_max_wait_ms: int) -> None:
-        self.max_text_chars = max_text_chars
-        self.batch = MicroBatch(batch_size, batch_max_wait_ms)
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._open_rules(runtime_context)
-        self.analyzer = TextAnalyzer(self.max_text_chars)
-        self.vocabulary = Vocabulary()
-        self.batch.open(runtime_context, "text")
-
-    def _rules_changed(self, book: RuleBook) -> None:
-        self.vocabulary = Vocabulary.from_rules(book.active())
-
-    def process_element(self, value: Ingested, ctx: Any) -> Iterator[Analysed]:
-        if self.batch.add(value, ctx):
-            yield from self._flush(ctx)
-
-    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Analysed]:
-        yield from self._flush(ctx)
-
-    def process_broadcast_element(self, value: Rule, ctx: Any) -> Iterator[Any]:
-        yield from self._apply_rule(value, ctx)
-
-    def _flush(self, ctx: Any) -> Iterator[Analysed]:
-        items = self.batch.take()
+    def _flush(self, ctx: Any) -> Iterator[Any]:
+        items = self.batch.take(ctx)
         if not items:
             return
-        self._rules(ctx)
-        findings = self.analyzer.score_batch([item.event for item in items], self.vocabulary)
+        book = self._rules(ctx)
         analysed_at = now_ms()
+        findings = self.analyzer.score_batch([item.event for item in items], self.vocabulary, analysed_at)
         self.batch.record(len(items), analysed_at - min(item.ingested_at for item in items))
         for item, found in zip(items, findings):
-            yield Analysed(item.event, found, item.ingested_at, analysed_at)
+            yield found
+            yield from self._new_alerts(Analysed(item.event, found, item.ingested_at, analysed_at), book)
+
+    def _new_alerts(self, analysed: Analysed, book: RuleBook) -> Iterator[Alert]:
+        for alert in alerts_for(analysed, book, now_ms()):
+            if is_new(alert, self.alerted.get(alert.alert_id)):
+                self.alerted.put(alert.alert_id, alert.revision)
+                self.alerts_out.inc()
+                yield alert
+            else:
+                self.duplicates.inc()
 
 
-class EvaluateRules(_RuleHolder, KeyedBroadcastProcessFunction):
-    operator = "evaluate-rules"
+class EncodeByType(ProcessFunction):
+    """Alert | TextFindings | RuleAck -> alert JSON, with findings and ack JSON on side outputs."""
 
-    def open(self, runtime_context: RuntimeContext) -> None:
-        self._open_rules(runtime_context)
-        self.alerts_out = runtime_context.get_metrics_group().counter("alerts_out")
-
-    def process_element(self, value: Analysed, ctx: Any) -> Iterator[Alert]:
-        for alert in alerts_for(value, self._rules(ctx), now_ms()):
-            self.alerts_out.inc()
-            yield alert
-
-    def process_broadcast_element(self, value: Rule, ctx: Any) -> Iterator[Any]:
-        yield from self._apply_rule(value, ctx)
-
-
-class DedupAlerts(KeyedProcessFunction):
-    """Keyed by alert_id: forward a revision only if it is newer than the last one forwarded."""
-
-    def __init__(self, ttl_s: int) -> None:
-        self.ttl_s = ttl_s
-
-    def open(self, runtime_context: RuntimeContext) -> None:
-        descriptor = ValueStateDescriptor("last-revision", Types.INT())
-        descriptor.enable_time_to_live(StateTtlConfig.new_builder(_seconds(self.ttl_s)).build())
-        self.last_revision = runtime_context.get_state(descriptor)
-        self.duplicates = runtime_context.get_metrics_group().counter("duplicate_alerts")
-
-    def process_element(self, value: Alert, ctx: KeyedProcessFunction.Context) -> Iterator[Alert]:
-        last = self.last_revision.value()
-        if last is not None and last >= value.revision:
-            self.duplicates.inc()
-            return
-        self.last_revision.update(value.revision)
-        yield value
+    def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        if isinstance(value, Alert):
+            yield encode(value)
+        elif isinstance(value, TextFindings):
+            yield FINDINGS, encode(value)
+        else:
+            yield RULE_ACKS, encode(value)
 
 
 def _seconds(seconds: int) -> Any:
     from pyflink.common.time import Time
 
     return Time.seconds(seconds)
-

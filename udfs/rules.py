@@ -80,6 +80,11 @@ def evidence(node: Node, findings: TextFindings) -> Evidence:
     return Evidence(hits=hits, sentiment=findings.sentiment.compound if uses_sentiment else None)
 
 
+def is_new(alert: Alert, last_revision: int | None) -> bool:
+    """Dedup: forward an alert only if its revision is newer than the last one forwarded."""
+    return last_revision is None or alert.revision > last_revision
+
+
 def alerts_for(item: Analysed, book: RuleBook, alerted_at: int) -> list[Alert]:
     matched = item.findings.matched()
     alerts = []

@@ -48,10 +48,12 @@ class TextAnalyzer:
         self.max_chars = max_chars
         self.sentiment = sentiment or SentimentIntensityAnalyzer()
 
-    def score_batch(self, events: Sequence[ContentEvent], vocabulary: Vocabulary) -> list[TextFindings]:
-        return [self.score(event, vocabulary) for event in events]
+    def score_batch(
+        self, events: Sequence[ContentEvent], vocabulary: Vocabulary, analysed_at: int = 0
+    ) -> list[TextFindings]:
+        return [self.score(event, vocabulary, analysed_at) for event in events]
 
-    def score(self, event: ContentEvent, vocabulary: Vocabulary) -> TextFindings:
+    def score(self, event: ContentEvent, vocabulary: Vocabulary, analysed_at: int = 0) -> TextFindings:
         text = event.text[: self.max_chars]
         scores = self.sentiment.polarity_scores(text) if text else _NEUTRAL
         return TextFindings(
@@ -61,6 +63,8 @@ class TextAnalyzer:
             text_chars=len(event.text),
             truncated=len(event.text) > self.max_chars,
             models={"sentiment": SENTIMENT_MODEL},
+            collected_at=event.collected_at,
+            analysed_at=analysed_at,
         )
 
 

@@ -35,15 +35,14 @@ def free_port() -> int:
 @dataclass
 class System:
     settings: Settings
-    job: subprocess.Popen
+    jobs: dict[str, subprocess.Popen]
     fanout: FanoutHandle
     restarts: list[str] = field(default_factory=list)
 
-    def restart_job(self, kill: bool) -> None:
-        """Stop the job (SIGKILL simulates a crash) and start it again from its last checkpoint."""
-        jobctl.stop_local(self.job, kill=kill)
-        self.job = jobctl.start_local(self.settings, resume=True)
-        jobctl.wait_running(self.settings, self.job, timeout_s=120)
+    def restart_jobs(self, kill: bool) -> None:
+        """Stop both jobs (SIGKILL simulates a crash) and start them again from their last checkpoints."""
+        jobctl.stop_all(self.jobs, kill=kill)
+        self.jobs = jobctl.start_all(self.settings, resume=True)
 
     def apply(self, *rules: Rule) -> None:
         rules_client.publish(self.settings, list(rules), wait=True, timeout_s=60)
@@ -104,16 +103,14 @@ def unique(prefix: str) -> str:
 
 @pytest.fixture(scope="session")
 def system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    settings = stack_settings.replace(flink_rest_port=free_port(), fanout_port=0,
-                                      checkpoint_interval_ms=1000)
+    settings = stack_settings.replace(flink_rest_port=free_port(), store_rest_port=free_port(),
+                                      fanout_port=0, checkpoint_interval_ms=1000)
     fanout = run_in_thread(settings)
     settings = settings.replace(fanout_port=fanout.port)
-    job = jobctl.start_local(settings, resume=False)
+    running = System(settings, {}, fanout)
     try:
-        jobctl.wait_running(settings, job, timeout_s=120)
-        running = System(settings, job, fanout)
+        running.jobs = jobctl.start_all(settings, resume=False)
         yield running
-        job = running.job
     finally:
-        jobctl.stop_local(job)
+        jobctl.stop_all(running.jobs)
         fanout.stop()

@@ -18,13 +18,13 @@ EVENTS = 300
 
 
 def test_kill_and_restore_loses_nothing_and_duplicates_collapse(system: System) -> None:
-    """SIGKILL mid-stream, restore: every alert once on the feed and once in Cassandra."""
+    """SIGKILL both jobs mid-stream, restore: every alert once on the feed and once in Cassandra."""
     rule_id, key = unique("crash"), unique("x:crash")
     system.apply(Rule(rule_id, 1, condition="numbat"))
     producing = threading.Thread(target=_produce_steadily, args=(system, key), daemon=True)
     producing.start()
     _wait_for_new_checkpoint(system)
-    system.restart_job(kill=True)
+    system.restart_jobs(kill=True)
     producing.join(timeout=30)
 
     items = system.feed([rule_id], count=EVENTS + 1, timeout_s=60)

@@ -43,22 +43,22 @@ def event(key: str, text: str, **extra: object) -> bytes:
 
 
 def run(events: list[bytes], rules: list[Rule]) -> dict[str, list[dict]]:
-    settings = Settings().replace(batch_size=1, parallelism=1)
+    settings = Settings().replace(batch_size=1, parallelism=1, flink_rest_port=0)
     env = execution_environment(settings)
     event_stream = env.from_collection([e.decode("latin-1") for e in events], json_type()).map(
         DelayFirst(3.0), record_type())
     rule_stream = env.from_collection([encode(r) for r in rules], json_type()).map(as_bytes, record_type())
     out = topology(event_stream, rule_stream, settings)
     tagged = (
-        out.alerts.map(lambda a: "alert\t" + encode(a), json_type())
-        .union(out.dead_letters.map(lambda d: "dead\t" + encode(d), json_type()))
-        .union(out.stored_rows.map(lambda r: "row\t" + r.statement, json_type()))
+        out.alerts.map(lambda a: "alert\t" + a, json_type())
+        .union(out.dead_letters.map(lambda d: "dead\t" + d, json_type()))
+        .union(out.findings.map(lambda f: "findings\t" + f, json_type()))
     )
-    results: dict[str, list] = {"alert": [], "dead": [], "row": []}
+    results: dict[str, list] = {"alert": [], "dead": [], "findings": []}
     with tagged.execute_and_collect() as collected:
         for line in collected:
             kind, _, body = line.partition("\t")
-            results[kind].append(json.loads(body) if kind != "row" else body)
+            results[kind].append(json.loads(body))
     return results
 
 
@@ -105,7 +105,28 @@ def test_bad_records_become_dead_letters_with_reasons(results: dict) -> None:
     assert any(r.startswith("invalid UTF-8 at byte 0") for r in reasons)
 
 
-def test_findings_and_alerts_are_stored(results: dict) -> None:
-    """Every analysed event yields a findings row, every alert an alert row."""
-    assert results["row"].count("findings") == 4
-    assert results["row"].count("alert") == 2
+def test_every_decoded_event_has_findings(results: dict) -> None:
+    """Each decoded event yields findings with sentiment, hits and the event's collected_at."""
+    by_key = {}
+    for found in results["findings"]:
+        by_key.setdefault(found["content_key"], []).append(found)
+    assert sorted(by_key) == ["x:1", "x:2", "x:3"] and len(by_key["x:1"]) == 2
+    assert by_key["x:3"][0]["sentiment"]["compound"] < 0
+    assert {hit["term"] for hit in by_key["x:2"][0]["hits"]} == {"binance", "withdrawals paused", "down"}
+    assert all(found["collected_at"] == 2 and found["analysed_at"] > 0 for found in results["findings"])
+
+
+def test_store_topology_maps_records_to_upserts() -> None:
+    """Alert and findings JSON become the prepared upserts, keyed by their partition key."""
+    from jobs import store
+    from tests.job.samples import ALERT_JSON, FINDINGS_JSON
+
+    settings = Settings().replace(flink_rest_port=0)
+    env = execution_environment(settings)
+    rows = store.topology(env.from_collection([ALERT_JSON], json_type()).map(as_bytes, record_type()),
+                          env.from_collection([FINDINGS_JSON], json_type()).map(as_bytes, record_type()),
+                          settings)
+    with rows.map(lambda row: f"{row.statement}\t{row.values[0]}\t{row.values[1]}", json_type()) \
+            .execute_and_collect() as collected:
+        stored = sorted(collected)
+    assert stored == ["alert\tdoge\t2", "findings\tx:1\ttext"]
