@@ -7,29 +7,42 @@ batch before dropping them: a checkpoint can never cover a row that is still in 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pyflink.datastream import KeyedProcessFunction, RuntimeContext
+from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 
 from schemas.alert import CQL_UPSERT_ALERT, Alert, alert_row
 from schemas.codec import decode
+from schemas.deadletter import dead_letter
+from schemas.errors import RecordError
 from schemas.findings import CQL_UPSERT_FINDINGS, TextFindings, findings_row
 from schemas.pipeline import StoredRow
 from trackius.settings import Settings
 from udfs.batching import MicroBatch
+from udfs.operators import DEAD_LETTERS, now_ms
 
 STATEMENTS = {"alert": CQL_UPSERT_ALERT, "findings": CQL_UPSERT_FINDINGS}
 
 
-def stored_row(statement: str) -> Callable[[bytes], StoredRow]:
-    """Maps a record's JSON, as read back from Kafka, to the upsert that stores it."""
-    to_row, record_class = {"alert": (alert_row, Alert), "findings": (findings_row, TextFindings)}[statement]
+class ToStoredRow(ProcessFunction):
+    """A record's JSON, as read back from Kafka -> the upsert that stores it | dead letter.
 
-    def convert(raw: bytes) -> StoredRow:
-        return StoredRow(statement, to_row(decode(record_class, bytes(raw))))
+    The store job must not fail on data either: anything on the topic that is not a valid
+    record of its kind (another producer, an old schema) becomes a dead letter."""
 
-    return convert
+    KINDS = {"alert": (alert_row, Alert), "findings": (findings_row, TextFindings)}
+
+    def __init__(self, statement: str, source_topic: str) -> None:
+        self.statement = statement
+        self.source_topic = source_topic
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        to_row, record_class = self.KINDS[self.statement]
+        try:
+            yield StoredRow(self.statement, to_row(decode(record_class, bytes(value))))
+        except RecordError as exc:
+            yield DEAD_LETTERS, dead_letter(bytes(value), "store", str(exc), self.source_topic, now_ms())
 
 
 class CassandraWriter:

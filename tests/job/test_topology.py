@@ -117,16 +117,17 @@ def test_every_decoded_event_has_findings(results: dict) -> None:
 
 
 def test_store_topology_maps_records_to_upserts() -> None:
-    """Alert and findings JSON become the prepared upserts, keyed by their partition key."""
+    """Alert and findings JSON become upserts keyed by partition key; a bad record a dead letter."""
     from jobs import store
     from tests.job.samples import ALERT_JSON, FINDINGS_JSON
 
     settings = Settings().replace(flink_rest_port=0)
     env = execution_environment(settings)
-    rows = store.topology(env.from_collection([ALERT_JSON], json_type()).map(as_bytes, record_type()),
-                          env.from_collection([FINDINGS_JSON], json_type()).map(as_bytes, record_type()),
-                          settings)
-    with rows.map(lambda row: f"{row.statement}\t{row.values[0]}\t{row.values[1]}", json_type()) \
-            .execute_and_collect() as collected:
+    out = store.topology(env.from_collection([ALERT_JSON, '{"alert_id": "x"}'], json_type()).map(as_bytes, record_type()),
+                         env.from_collection([FINDINGS_JSON], json_type()).map(as_bytes, record_type()),
+                         settings)
+    rows = out.rows.map(lambda row: f"{row.statement}\t{row.values[0]}\t{row.values[1]}", json_type())
+    with rows.union(out.dead_letters).execute_and_collect() as collected:
         stored = sorted(collected)
-    assert stored == ["alert\tdoge\t2", "findings\tx:1\ttext"]
+    assert stored[:2] == ["alert\tdoge\t2", "findings\tx:1\ttext"]
+    assert json.loads(stored[2])["reason"] == "revision: missing required field"
