@@ -3,7 +3,8 @@
 For each settings profile (Trackius' tuned settings, and PyFlink's defaults: process mode,
 default bundles and buffer timeout) it starts the job, applies one rule that every benchmark
 event matches, and for each rate runs the load generator in a separate process for --duration
-seconds, discarding the first --warmup seconds. It reports p50/p95/p99/max latency, received
+seconds, discarding the first --warmup seconds, on a stack of its own (fresh topics, free ports).
+A profile stops at its first rate that is not sustained. It reports p50/p95/p99/max latency, received
 vs sent, and whether the rate was sustained (everything arrived within 5 s of the end, and
 latency did not keep growing). Results: a table on stdout and bench/results/latency.json.
 
@@ -17,6 +18,8 @@ import asyncio
 import json
 import os
 import platform
+import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -25,7 +28,7 @@ from pathlib import Path
 from schemas.rule import Rule
 from services.feed_client import feed_url, follow
 from trackius import jobctl, rules_client, stack
-from trackius.demo import start_fanout
+from trackius.demo import feed_position, start_fanout
 from trackius.settings import REPO_ROOT, Settings
 
 RESULTS = REPO_ROOT / "bench" / "results"
@@ -60,13 +63,14 @@ def summarize(latencies: list[tuple[int, int]], rate: float, duration: float, wa
 
 async def measure(settings: Settings, rule_id: str, tag: str, rate: float, duration: float) -> tuple[list, int]:
     latencies: list[tuple[int, int]] = []
+    since = feed_position(settings)
     env = {**os.environ, **settings.to_env()}
     load = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bench.produce", "--rate", str(rate), "--duration", str(duration),
         "--tag", tag, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE)
 
     async def receive() -> None:
-        async for item in follow(feed_url(settings), rules=[rule_id]):
+        async for item in follow(feed_url(settings), rules=[rule_id], since=since):
             alert = item["alert"]
             if alert["content_key"].startswith(f"x:{tag}-"):
                 number = int(alert["content_key"].rsplit("-", 1)[1])
@@ -82,6 +86,26 @@ async def measure(settings: Settings, rule_id: str, tag: str, rate: float, durat
     return latencies, sent
 
 
+def bench_settings(base: Settings) -> Settings:
+    """A stack of its own: empty topics (no backlog from earlier runs) on free ports."""
+    state = base.state_dir / "bench"
+    shutil.rmtree(state, ignore_errors=True)
+    kafka, controller, cql, storage, rest, store_rest, fanout = free_ports(7)
+    return base.replace(state_dir=state, kafka_bootstrap=f"127.0.0.1:{kafka}", kafka_controller_port=controller,
+                        cassandra_port=cql, cassandra_storage_port=storage, flink_rest_port=rest,
+                        store_rest_port=store_rest, fanout_port=fanout)
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
 def run_profile(base: Settings, name: str, rates: list[float], duration: float, warmup: float) -> list[dict]:
     settings = base.replace(**PROFILES[name])
     jobs = jobctl.start_all(settings, resume=False)
@@ -95,6 +119,8 @@ def run_profile(base: Settings, name: str, rates: list[float], duration: float, 
             row = {"profile": name, **summarize(latencies, rate, duration, warmup, sent)}
             print(format_row(row), flush=True)
             rows.append(row)
+            if not row["sustained"]:
+                break  # a backlog now would spoil every higher rate
     finally:
         jobctl.stop_all(jobs)
     return rows
@@ -113,7 +139,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--profiles", default="tuned,default")
     args = parser.parse_args()
-    settings = Settings.from_env()
+    settings = bench_settings(Settings.from_env())
     stack.up(settings)
     fanout = start_fanout(settings)
     rows: list[dict] = []
@@ -124,6 +150,7 @@ def main() -> None:
                                 args.duration, args.warmup)
     finally:
         jobctl.stop_local(fanout)
+        stack.down(settings)
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()}, "rows": rows}

@@ -124,6 +124,8 @@ def cassandra_cluster(settings: Settings, timeout: float = 30.0) -> Cluster:
         port=settings.cassandra_port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=timeout,
+        # Cassandra 5.0 speaks protocol v5; naming it skips two downgrade round trips (and warnings).
+        protocol_version=5,
     )
 
 

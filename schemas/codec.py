@@ -44,6 +44,10 @@ def decode(cls: type[R], raw: bytes | str | dict[str, Any]) -> R:
             raw = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise RecordError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        except RecursionError as exc:
+            raise RecordError("malformed JSON: nested too deeply") from exc
+        except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+            raise RecordError(f"malformed JSON: {exc}") from exc
     return _build(cls, raw, path="")
 
 
@@ -76,6 +80,10 @@ def _build(cls: type[R], data: Any, path: str) -> R:
         values[f.name] = value
     try:
         return cls(**values)
+    except RecordError as exc:
+        if not path:
+            raise
+        raise RecordError(exc.reason, f"{path}.{exc.field}" if exc.field else path) from exc
     except (ValueError, TypeError) as exc:
         raise RecordError(str(exc), path or None) from exc
 
@@ -117,7 +125,10 @@ def _convert_scalar(tp: Any, value: Any, where: str) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        try:
+            value = float(value) if ok else value
+        except OverflowError as exc:
+            raise RecordError("number too large for a float", where) from exc
     elif tp is str:
         ok = isinstance(value, str)
     elif tp is Any:

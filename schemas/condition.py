@@ -21,6 +21,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 COMPARATORS = (">=", "<=", "!=", ">", "<", "=")
+MAX_DEPTH = 64  # nesting of parentheses and NOTs; deeper input is refused, not recursed into
+# A word of the text as matching sees it: an optional $ # @ prefix, letters/digits with their
+# combining accents, inner apostrophes. The text analysis tokenises with the same pattern.
+WORD = re.compile(r"[#$@]?[\w\u0300-\u036f]+(?:['’][\w\u0300-\u036f]+)*")
 _TOKEN = re.compile(
     r"""(?P<space>\s+)
       | (?P<lparen>\() | (?P<rparen>\))
@@ -104,11 +108,22 @@ def terms_of(node: Node) -> tuple[set[str], set[tuple[str, ...]]]:
     return terms, phrases
 
 
+def phrase_words(text: str) -> tuple[str, ...]:
+    """A phrase as the words it must match, compared without $ # @ and punctuation."""
+    return tuple(normalize(m.group()).lstrip("#$@") for m in WORD.finditer(text))
+
+
 class _Parser:
     def __init__(self, source: str) -> None:
         self.source = source
         self.tokens = list(_tokenize(source))
         self.index = 0
+        self.depth = 0
+
+    def _deeper(self, pos: int) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise ConditionSyntaxError(f"nested deeper than {MAX_DEPTH} levels", pos)
 
     def parse(self) -> Node:
         if not self.tokens:
@@ -149,28 +164,33 @@ class _Parser:
 
     def _not(self) -> Node:
         if self._at_keyword("NOT"):
+            self._deeper(self.tokens[self.index][2])
             self.index += 1
-            return Not(self._not())
+            node = Not(self._not())
+            self.depth -= 1
+            return node
         return self._atom()
 
     def _atom(self) -> Node:
         kind, text, pos = self._take()
         if kind == "lparen":
+            self._deeper(pos)
             node = self._or()
+            self.depth -= 1
             closing = self._peek()
             if closing is None or closing[0] != "rparen":
                 raise ConditionSyntaxError("'(' is never closed", pos)
             self.index += 1
             return node
         if kind == "phrase":
-            words = tuple(normalize(text[1:-1]).split())
+            words = phrase_words(text[1:-1])
             if not words:
                 raise ConditionSyntaxError("empty phrase", pos)
             return Term(words[0]) if len(words) == 1 else Phrase(words)
         if kind == "word" and text.lower() == "sentiment" and self._next_is("cmp"):
             return self._sentiment()
-        if kind == "word" and text not in _KEYWORDS:
-            return Term(normalize(text))
+        if kind == "number" or (kind == "word" and text not in _KEYWORDS):
+            return Term(normalize(text))  # a bare number is a term: "halving AND 2024"
         raise ConditionSyntaxError(f"expected a term, phrase or '(' but found {text!r}", pos)
 
     def _next_is(self, kind: str) -> bool:

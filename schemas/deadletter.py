@@ -33,9 +33,10 @@ def dead_letter(
     content_key: str | None = None,
 ) -> DeadLetter:
     prefix = original[:PAYLOAD_PREFIX_BYTES]
-    try:
-        payload, encoding = prefix.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
+    text = _utf8_prefix(prefix, truncated=len(original) > PAYLOAD_PREFIX_BYTES)
+    if text is not None:
+        payload, encoding = text, "utf-8"
+    else:
         payload, encoding = base64.b64encode(prefix).decode("ascii"), "base64"
     return DeadLetter(
         stage=stage, reason=reason, source_topic=source_topic, payload=payload,
@@ -43,3 +44,14 @@ def dead_letter(
         payload_sha256=hashlib.sha256(original).hexdigest(),
         truncated=len(original) > PAYLOAD_PREFIX_BYTES, failed_at=failed_at, content_key=content_key,
     )
+
+
+def _utf8_prefix(prefix: bytes, truncated: bool) -> str | None:
+    """The prefix as text, or None if it is not UTF-8. A cut may split the last character
+    (up to 3 bytes of it), which does not make a UTF-8 original binary."""
+    for cut in range(4 if truncated else 1):
+        try:
+            return prefix[: len(prefix) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None

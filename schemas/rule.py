@@ -42,7 +42,7 @@ class Rule:
     schema_version: int = 1
 
     def __post_init__(self) -> None:
-        if not _RULE_ID.match(self.rule_id):
+        if not _RULE_ID.fullmatch(self.rule_id):
             raise RuleError(self.rule_id, "rule_id must be 1-128 of A-Z a-z 0-9 _ . : - ")
         if self.version < 1:
             raise RuleError(self.rule_id, "version must be >= 1")
@@ -95,7 +95,9 @@ def load_rules_yaml(text: str, source: str = "<rules>") -> list[Rule]:
     rules, seen = [], set()
     for item, node in zip(data["rules"], nodes):
         line = node.start_mark.line + 1
-        rule_id = item.get("rule_id") if isinstance(item, dict) else None
+        if not isinstance(item, dict):
+            raise RuleError(None, f"{source}:{line}: each rule must be a mapping of fields")
+        rule_id = item.get("rule_id")
         try:
             rule = decode_rule(item)
         except RuleError as exc:

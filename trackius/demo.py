@@ -45,6 +45,13 @@ async def print_feed(settings: Settings, rules: Iterable[str] | None = None, sin
             return
 
 
+def feed_position(settings: Settings) -> int:
+    """The fan-out's current position: following from here misses nothing produced later."""
+    url = f"http://{settings.fanout_host}:{settings.fanout_port}/healthz"
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return int(json.load(response)["position"])
+
+
 def start_fanout(settings: Settings) -> subprocess.Popen:
     log = (settings.state_dir / "fanout.log").open("ab")
     process = subprocess.Popen([sys.executable, "-m", "services.fanout"], cwd=REPO_ROOT,
@@ -91,9 +98,10 @@ def _run_feed_and_replay(settings: Settings, lines: list[bytes], rate: float, du
     feeder = threading.Thread(target=lambda: _replay_forever(settings, lines, rate, stop), daemon=True)
     print(f"replaying {len(lines)} sample events at {rate:g}/s (collected_at = send time)\n")
     print(f"{'pos':<5} {'latency':>8}  {'severity':<8} {'rule':<22} {'content':<24} evidence / excerpt")
+    since = feed_position(settings)
     feeder.start()
     try:
-        asyncio.run(asyncio.wait_for(print_feed(settings, stop=stop), duration_s))
+        asyncio.run(asyncio.wait_for(print_feed(settings, since=since, stop=stop), duration_s))
     except TimeoutError:
         pass
     finally:

@@ -72,6 +72,9 @@ class Settings:
     # Micro-batches of the analysis and the Cassandra writer: flushed at this size or age.
     batch_size: int = 64
     batch_max_wait_ms: int = 5
+    # The store job is off the alert path: larger, slower batches cost far less CPU per row.
+    store_batch_size: int = 500
+    store_batch_max_wait_ms: int = 200
     # Texts longer than this are analysed truncated and flagged.
     max_text_chars: int = 20_000
     dedup_ttl_s: int = 24 * 3600

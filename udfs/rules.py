@@ -36,7 +36,7 @@ class RuleBook:
 
     def apply(self, rule: Rule) -> bool:
         current = self.rules.get(rule.rule_id)
-        if current is not None and current.version > rule.version:
+        if current is not None and current.version >= rule.version:
             return False
         self.rules[rule.rule_id] = rule
         return True

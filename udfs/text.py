@@ -8,19 +8,17 @@ text; matching is case- and accent-insensitive (schemas.condition.normalize).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import version
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from schemas.condition import normalize, parse, terms_of
+from schemas.condition import WORD, normalize, parse, terms_of
 from schemas.content import ContentEvent
 from schemas.findings import Sentiment, TermHit, TextFindings
 from schemas.rule import Rule
 
-_TOKEN = re.compile(r"[#$@]?\w+(?:['’]\w+)*")
 SENTIMENT_MODEL = f"vader-{version('vaderSentiment')}"
 
 
@@ -74,12 +72,12 @@ _NEUTRAL = {"compound": 0.0, "pos": 0.0, "neu": 1.0, "neg": 0.0}
 def find_hits(text: str, vocabulary: Vocabulary) -> list[TermHit]:
     if not vocabulary.terms and not vocabulary.phrases:
         return []
-    tokens = [(normalize(m.group()), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+    tokens = [(normalize(m.group()), m.start(), m.end()) for m in WORD.finditer(text)]
     bare = [token.lstrip("#$@") for token, _, _ in tokens]
     hits = []
     for i, (token, start, end) in enumerate(tokens):
         # "$doge" is found by the term "$doge" and by the plain term "doge"; "doge" only by "doge".
-        for candidate in {token, bare[i]}:
+        for candidate in (token,) if token == bare[i] else (token, bare[i]):
             if candidate in vocabulary.terms:
                 hits.append(TermHit(candidate, start, end))
         for phrase in vocabulary.phrases.get(bare[i], ()):
