@@ -34,6 +34,8 @@ from trackius.settings import REPO_ROOT, Settings
 RESULTS = REPO_ROOT / "bench" / "results"
 PROFILES = {
     "tuned": {},
+    # process mode, but with the small bundles and buffer timeout of the tuned profile
+    "process": {"python_execution_mode": "process"},
     "default": {"python_execution_mode": "process", "python_bundle_size": 100_000,
                 "python_bundle_time_ms": 1000, "buffer_timeout_ms": 100},
 }
@@ -45,10 +47,25 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))] if ordered else float("nan")
 
 
-def summarize(latencies: list[tuple[int, int]], rate: float, duration: float, warmup: float, sent: int) -> dict:
-    """latencies: (event number, ms). Drops the warm-up, then percentiles and a backlog check."""
+STAGES = ("kafka_in", "analysis", "alerting", "delivery")
+
+
+def stage_times(alert: dict, received_ms: int) -> tuple[int, ...]:
+    """ms spent in each stage: produce->decode, decode->analysed, analysed->alert, alert->client."""
+    t = alert["times"]
+    return (t["ingested_at"] - t["collected_at"], t["analysed_at"] - t["ingested_at"],
+            t["alerted_at"] - t["analysed_at"], received_ms - t["alerted_at"])
+
+
+def summarize(latencies: list[tuple], rate: float, duration: float, warmup: float, sent: int) -> dict:
+    """latencies: (event number, ms, stage times). Drops the warm-up, then percentiles and a
+    backlog check."""
     first = int(rate * warmup)
-    kept = [ms for n, ms in sorted(latencies) if n >= first]
+    measured = [entry for entry in sorted(latencies) if entry[0] >= first]
+    kept = [entry[1] for entry in measured]
+    stages = {name: {"p50_ms": percentile([e[2][i] for e in measured], 50),
+                     "p99_ms": percentile([e[2][i] for e in measured], 99)}
+              for i, name in enumerate(STAGES)}
     quarter = max(1, len(kept) // 4)
     early, late = percentile(kept[:quarter], 50), percentile(kept[-quarter:], 50)
     received = len(latencies)
@@ -58,6 +75,7 @@ def summarize(latencies: list[tuple[int, int]], rate: float, duration: float, wa
         "max_ms": max(kept, default=float("nan")),
         "throughput_per_s": round(received / duration, 1),
         "sustained": received >= sent and late <= 2 * early + 50,
+        "stages": stages,
     }
 
 
@@ -74,7 +92,8 @@ async def measure(settings: Settings, rule_id: str, tag: str, rate: float, durat
             alert = item["alert"]
             if alert["content_key"].startswith(f"x:{tag}-"):
                 number = int(alert["content_key"].rsplit("-", 1)[1])
-                latencies.append((number, time.time_ns() // 1_000_000 - alert["times"]["collected_at"]))
+                received = time.time_ns() // 1_000_000
+                latencies.append((number, received - alert["times"]["collected_at"], stage_times(alert, received)))
 
     receiver = asyncio.create_task(receive())
     out, _ = await load.communicate()
@@ -127,9 +146,10 @@ def run_profile(base: Settings, name: str, rates: list[float], duration: float, 
 
 
 def format_row(row: dict) -> str:
+    stages = " ".join(f"{row['stages'][name]['p50_ms']:.0f}/{row['stages'][name]['p99_ms']:.0f}" for name in STAGES)
     return (f"{row['profile']:<8} {row['rate']:>7.0f} {row['p50_ms']:>7.0f} {row['p95_ms']:>7.0f} "
             f"{row['p99_ms']:>7.0f} {row['max_ms']:>7.0f} {row['received']:>8}/{row['sent']:<8} "
-            f"{'yes' if row['sustained'] else 'NO'}")
+            f"{'yes' if row['sustained'] else 'NO ':<9} {stages}")
 
 
 def main() -> None:
@@ -137,13 +157,13 @@ def main() -> None:
     parser.add_argument("--rates", default="250,500,1000,1500,2000")
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
-    parser.add_argument("--profiles", default="tuned,default")
+    parser.add_argument("--profiles", default="tuned,process,default")
     args = parser.parse_args()
     settings = bench_settings(Settings.from_env())
     stack.up(settings)
     fanout = start_fanout(settings)
     rows: list[dict] = []
-    print(f"{'profile':<8} {'rate/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} {'recv/sent':>17} sustained")
+    print(f"{'profile':<8} {'rate/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} {'recv/sent':>17} sustained stages p50/p99 ms: {' '.join(STAGES)}")
     try:
         for name in args.profiles.split(","):
             rows += run_profile(settings, name, [float(r) for r in args.rates.split(",")],

@@ -28,8 +28,8 @@ from udfs.operators import DEAD_LETTERS
 
 
 def store_settings(settings: Settings) -> Settings:
-    """The store job's own name (checkpoints, consumer group), REST port and batch bounds."""
-    return settings.replace(job_name=f"{settings.job_name}-store", flink_rest_port=settings.store_rest_port,
+    """The store job's own name (checkpoints, consumer group) and batch bounds."""
+    return settings.replace(job_name=f"{settings.job_name}-store",
                             batch_size=settings.store_batch_size,
                             batch_max_wait_ms=settings.store_batch_max_wait_ms)
 

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pyflink
@@ -34,10 +35,13 @@ JOBS = ("analyze", "store")
 
 
 def settings_for(settings: Settings, job: str) -> Settings:
-    """The settings a job runs with (the store job has its own name and REST port)."""
+    """The settings a local job runs with: the store job has its own name, and its own
+    MiniCluster, which needs a REST port of its own."""
     from jobs.store import store_settings
 
-    return store_settings(settings) if job == "store" else settings
+    if job == "analyze":
+        return settings
+    return store_settings(settings).replace(flink_rest_port=settings.store_rest_port)
 
 
 def start_all(settings: Settings, resume: bool = True, timeout_s: float = 120.0) -> dict[str, subprocess.Popen]:
@@ -62,7 +66,9 @@ def start_local(settings: Settings, job: str = "analyze", resume: bool = True) -
     log_path = log_path_of(settings, settings_for(settings, job).job_name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("ab")
-    env = {**os.environ, **settings.to_env(), "FLINK_CONF_DIR": str(settings.flink_conf_dir)}
+    # The child reads its settings from the environment; only the REST port differs per job.
+    env = {**os.environ, **settings.to_env(), "FLINK_CONF_DIR": str(settings.flink_conf_dir),
+           "TRACKIUS_FLINK_REST_PORT": str(settings_for(settings, job).flink_rest_port)}
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
 
@@ -126,7 +132,22 @@ def _log_tail(settings: Settings, lines: int = 40) -> str:
 
 def flink_env(settings: Settings) -> dict[str, str]:
     return {**os.environ, **settings.to_env(), "FLINK_CONF_DIR": str(settings.flink_conf_dir),
-            "FLINK_LOG_DIR": str(settings.state_dir / "flink-log")}
+            "FLINK_LOG_DIR": str(settings.state_dir / "flink-log"),
+            "FLINK_LIB_DIR": str(cluster_lib(settings))}
+
+
+def cluster_lib(settings: Settings) -> Path:
+    """The cluster's lib/: the wheel's lib/ plus flink-python from opt/ (the wheel keeps it there,
+    but a standalone cluster needs it to run Python operators) and the Kafka connector."""
+    lib = settings.state_dir / "flink-lib"
+    lib.mkdir(parents=True, exist_ok=True)
+    wanted = [*(FLINK_HOME / "lib").glob("*.jar"), *(FLINK_HOME / "opt").glob("flink-python-*.jar"),
+              settings.connector_jar]
+    for jar in wanted:
+        link = lib / jar.name
+        if not link.exists():
+            link.symlink_to(jar)
+    return lib
 
 
 def cluster_up(settings: Settings) -> None:
@@ -145,9 +166,26 @@ def submit_command(settings: Settings, job: str) -> list[str]:
         "-m", f"127.0.0.1:{settings.flink_rest_port}",
         f"-Dpipeline.jars={settings.connector_jar.as_uri()}",
         "-py", str(REPO_ROOT / "jobs" / f"{job}.py"),
-        "-pyfs", ",".join(str(REPO_ROOT / name) for name in ("schemas", "udfs", "connectors", "jobs", "trackius")),
+        "-pyfs", str(code_archive(settings)),
         "-pyexec", python, "-pyclientexec", python,
     ]
+
+
+PACKAGES = ("schemas", "udfs", "connectors", "jobs", "trackius", "services")
+
+
+def code_archive(settings: Settings) -> Path:
+    """The project's packages in one zip for `-pyfs`: Flink puts it on the workers' PYTHONPATH.
+    (Passing the package folders themselves would put their contents on the path, and
+    connectors/kafka.py would shadow the kafka package.)"""
+    archive = settings.state_dir / "trackius-code.zip"
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as bundle:
+        for package in PACKAGES:
+            for path in sorted((REPO_ROOT / package).rglob("*")):
+                if path.is_file() and "__pycache__" not in path.parts:
+                    bundle.write(path, path.relative_to(REPO_ROOT))
+    return archive
 
 
 def submit(settings: Settings) -> None:

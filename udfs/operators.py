@@ -122,7 +122,7 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
         self.vocabulary = Vocabulary()
         self.batch.open(runtime_context, "text")
         alerted = MapStateDescriptor("alerted-revision", Types.STRING(), Types.INT())
-        alerted.enable_time_to_live(StateTtlConfig.new_builder(_seconds(self.dedup_ttl_s)).build())
+        alerted.enable_time_to_live(ttl(self.dedup_ttl_s))
         self.alerted = runtime_context.get_map_state(alerted)
         metrics = runtime_context.get_metrics_group()
         self.alerts_out = metrics.counter("alerts_out")
@@ -183,7 +183,16 @@ class EncodeByType(ProcessFunction):
             yield RULE_ACKS, encode(value)
 
 
-def _seconds(seconds: int) -> Any:
+def ttl(seconds: int) -> StateTtlConfig:
+    """Expire state `seconds` after its last write, cleaned up incrementally and in snapshots.
+
+    The cleanup strategies are named explicitly: PyFlink's default adds a RocksDB compaction
+    filter whose Python object calls the Java gateway, which exists in a local MiniCluster but
+    not inside a cluster's TaskManager (thread mode fails there with FileNotFoundError)."""
     from pyflink.common.time import Time
 
-    return Time.seconds(seconds)
+    return (StateTtlConfig.new_builder(Time.seconds(seconds))
+            .disable_cleanup_in_background()
+            .cleanup_full_snapshot()
+            .cleanup_incrementally(10, False)
+            .build())
