@@ -106,13 +106,14 @@ def _run_feed_and_replay(settings: Settings, lines: list[bytes], rate: float, du
         pass
     finally:
         stop.set()
+        feeder.join(timeout=5)  # its producer must close before the stack goes down
 
 
 def _replay_forever(settings: Settings, lines: list[bytes], rate: float, stop: threading.Event) -> None:
     """Replay the samples in rounds, with fresh content keys each round so rules fire again."""
     round_no = 0
     while not stop.is_set():
-        replay(settings, [_with_round(line, round_no) for line in lines], rate)
+        replay(settings, [_with_round(line, round_no) for line in lines], rate, stop=stop)
         round_no += 1
 
 

@@ -8,6 +8,7 @@ valid JSON is sent unchanged: the job must dead-letter it, and the demo shows th
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -43,11 +44,14 @@ def paced(lines: Iterable[bytes], rate: float) -> Iterator[bytes]:
         yield line
 
 
-def replay(settings: Settings, lines: Iterable[bytes], rate: float, restamp: bool = True) -> int:
+def replay(settings: Settings, lines: Iterable[bytes], rate: float, restamp: bool = True,
+           stop: threading.Event | None = None) -> int:
     client = producer(settings)
     sent = 0
     try:
         for line in paced(lines, rate):
+            if stop is not None and stop.is_set():
+                break
             value, key = restamped(line, time.time_ns() // 1_000_000) if restamp else (line, None)
             client.send(settings.topics.content_events, key=key, value=value)
             sent += 1

@@ -102,6 +102,16 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="session")
+def cassandra(stack_settings: Settings) -> Iterator:
+    """One Cassandra session for the tests' own reads, shut down at the end (no stray threads)."""
+    from connectors.admin import cassandra_session
+
+    session = cassandra_session(stack_settings)
+    yield session
+    session.cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
 def system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     settings = stack_settings.replace(flink_rest_port=free_port(), store_rest_port=free_port(),
                                       fanout_port=0, checkpoint_interval_ms=1000)

@@ -8,14 +8,13 @@ import time
 
 import pytest
 
-from connectors.admin import cassandra_session
 from schemas.rule import Rule
 from tests.integration.system import System, event, unique
 
 pytestmark = pytest.mark.integration
 
 
-def test_events_alert_on_the_feed_and_in_cassandra(system: System) -> None:
+def test_events_alert_on_the_feed_and_in_cassandra(system: System, cassandra) -> None:
     """Matching events reach a WebSocket client and Cassandra; a non-matching one does not alert."""
     rule_id, key = unique("hype"), unique("x:hype")
     system.apply(Rule(rule_id, 1, condition='$doge AND sentiment > 0.3 AND NOT "not financial"'))
@@ -28,14 +27,14 @@ def test_events_alert_on_the_feed_and_in_cassandra(system: System) -> None:
     items = system.feed([rule_id], count=2)
     assert sorted(i["alert"]["content_key"] for i in items) == [f"{key}-1", f"{key}-2"]
     assert system.feed([rule_id], count=3, timeout_s=3) == items  # nothing else arrives
-    session = cassandra_session(system.settings)
+    session = cassandra
     rows = _wait_rows(session, "SELECT alert_id, content_key FROM alerts_by_rule WHERE rule_id=%s", (rule_id,), 2)
     assert {row.alert_id for row in rows} == {i["alert"]["alert_id"] for i in items}
     found = _wait_rows(session, "SELECT findings_json FROM findings_by_content WHERE content_key=%s", (f"{key}-3",), 1)
     assert json.loads(found[0].findings_json)["sentiment"]["compound"] < 0
 
 
-def test_bad_events_dead_letter_while_good_ones_alert(system: System) -> None:
+def test_bad_events_dead_letter_while_good_ones_alert(system: System, cassandra) -> None:
     """Malformed, mistyped, non-UTF-8 and unknown-platform events get reasons; the rest still alerts."""
     rule_id, key = unique("dl"), unique("x:dl")
     system.apply(Rule(rule_id, 1, condition=f'"{key}" OR zebracorn'))
@@ -61,13 +60,13 @@ def test_bad_events_dead_letter_while_good_ones_alert(system: System) -> None:
     assert any(r.startswith("platform: 'myspace' is not one of") for r in reasons)
     big = next(d for d in letters if d["payload_bytes"] > 3 * 1024 * 1024)
     assert big["truncated"] and len(big["payload"]) == 64 * 1024 and len(big["payload_sha256"]) == 64
-    session = cassandra_session(system.settings)
+    session = cassandra
     row = _wait_rows(session, "SELECT findings_json FROM findings_by_content WHERE content_key=%s", (f"{key}-huge",), 1)
     findings = json.loads(row[0].findings_json)
     assert findings["truncated"] is True and findings["text_chars"] == len(huge)
 
 
-def test_rule_changes_take_effect_without_restart(system: System) -> None:
+def test_rule_changes_take_effect_without_restart(system: System, cassandra) -> None:
     """A rule added, changed and deleted at run time changes what fires, in order."""
     rule_id, key = unique("live"), unique("x:live")
     system.produce(event(f"{key}-before", "quokka news"))
@@ -83,7 +82,7 @@ def test_rule_changes_take_effect_without_restart(system: System) -> None:
         (f"{key}-v1", 1), (f"{key}-v2-new", 2)]
 
 
-def test_invalid_rule_on_the_topic_is_dead_lettered(system: System) -> None:
+def test_invalid_rule_on_the_topic_is_dead_lettered(system: System, cassandra) -> None:
     """A rule record with a syntax error that bypassed the CLI becomes a dead letter, not a crash."""
     from connectors.kafka import producer
 

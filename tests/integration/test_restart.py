@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from connectors.admin import cassandra_session
 from schemas.rule import Rule
 from tests.integration.system import System, event, unique
 from trackius import jobctl
@@ -17,7 +16,7 @@ pytestmark = pytest.mark.integration
 EVENTS = 300
 
 
-def test_kill_and_restore_loses_nothing_and_duplicates_collapse(system: System) -> None:
+def test_kill_and_restore_loses_nothing_and_duplicates_collapse(system: System, cassandra) -> None:
     """SIGKILL both jobs mid-stream, restore: every alert once on the feed and once in Cassandra."""
     rule_id, key = unique("crash"), unique("x:crash")
     system.apply(Rule(rule_id, 1, condition="numbat"))
@@ -30,7 +29,7 @@ def test_kill_and_restore_loses_nothing_and_duplicates_collapse(system: System) 
     items = system.feed([rule_id], count=EVENTS + 1, timeout_s=60)
     keys = [i["alert"]["content_key"] for i in items]
     assert len(keys) == EVENTS and set(keys) == {f"{key}-{n}" for n in range(EVENTS)}
-    rows = list(cassandra_session(system.settings).execute(
+    rows = list(cassandra.execute(
         "SELECT alert_id FROM alerts_by_rule WHERE rule_id=%s", (rule_id,)))
     assert len(rows) == EVENTS == len({row.alert_id for row in rows})
 
