@@ -20,11 +20,11 @@ from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, Process
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
 
 from schemas.alert import Alert
+from schemas.codec import encode
 from schemas.content import decode_event
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
 from schemas.findings import TextFindings
-from schemas.codec import encode
 from schemas.flink_types import json_type, record_type
 from schemas.pipeline import Analysed, Ingested
 from schemas.rule import Rule, RuleAck, decode_rule
