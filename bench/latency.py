@@ -126,7 +126,19 @@ def free_ports(count: int) -> list[int]:
 
 
 def run_profile(base: Settings, name: str, rates: list[float], duration: float, warmup: float) -> list[dict]:
-    settings = base.replace(**PROFILES[name])
+    """One profile on a fresh stack: a backlog left by another profile's last rate would
+    otherwise be this profile's first work."""
+    settings = bench_settings(base).replace(**PROFILES[name])
+    stack.up(settings)
+    fanout = start_fanout(settings)
+    try:
+        return run_rates(settings, name, rates, duration, warmup)
+    finally:
+        jobctl.stop_local(fanout)
+        stack.down(settings)
+
+
+def run_rates(settings: Settings, name: str, rates: list[float], duration: float, warmup: float) -> list[dict]:
     jobs = jobctl.start_all(settings, resume=False)
     rows = []
     try:
@@ -159,18 +171,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--profiles", default="tuned,process,default")
     args = parser.parse_args()
-    settings = bench_settings(Settings.from_env())
-    stack.up(settings)
-    fanout = start_fanout(settings)
+    settings = Settings.from_env()
     rows: list[dict] = []
     print(f"{'profile':<8} {'rate/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} {'recv/sent':>17} sustained stages p50/p99 ms: {' '.join(STAGES)}")
-    try:
-        for name in args.profiles.split(","):
-            rows += run_profile(settings, name, [float(r) for r in args.rates.split(",")],
-                                args.duration, args.warmup)
-    finally:
-        jobctl.stop_local(fanout)
-        stack.down(settings)
+    for name in args.profiles.split(","):
+        rows += run_profile(settings, name, [float(r) for r in args.rates.split(",")], args.duration, args.warmup)
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()}, "rows": rows}
