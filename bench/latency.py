@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from schemas.rule import Rule
 from services.feed_client import feed_url, follow
 from trackius import jobctl, rules_client, stack
 from trackius.demo import feed_position, start_fanout
-from trackius.settings import REPO_ROOT, Settings
+from trackius.settings import REPO_ROOT, Settings, free_ports
 
 RESULTS = REPO_ROOT / "bench" / "results"
 PROFILES = {
@@ -113,16 +112,6 @@ def bench_settings(base: Settings) -> Settings:
     return base.replace(state_dir=state, kafka_bootstrap=f"127.0.0.1:{kafka}", kafka_controller_port=controller,
                         cassandra_port=cql, cassandra_storage_port=storage, flink_rest_port=rest,
                         store_rest_port=store_rest, fanout_port=fanout)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def run_profile(base: Settings, name: str, rates: list[float], duration: float, warmup: float) -> list[dict]:

@@ -149,18 +149,18 @@ class _Parser:
         return token is not None and token[0] == "word" and token[1] == keyword
 
     def _or(self) -> Node:
-        items = [self._and()]
-        while self._at_keyword("OR"):
-            self.index += 1
-            items.append(self._and())
-        return items[0] if len(items) == 1 else Or(tuple(items))
+        return self._chain("OR", self._and, Or)
 
     def _and(self) -> Node:
-        items = [self._not()]
-        while self._at_keyword("AND"):
+        return self._chain("AND", self._not, And)
+
+    def _chain(self, keyword: str, operand, combine) -> Node:
+        """operand (keyword operand)*: one node, or `combine` of them all."""
+        items = [operand()]
+        while self._at_keyword(keyword):
             self.index += 1
-            items.append(self._not())
-        return items[0] if len(items) == 1 else And(tuple(items))
+            items.append(operand())
+        return items[0] if len(items) == 1 else combine(tuple(items))
 
     def _not(self) -> Node:
         if self._at_keyword("NOT"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -119,6 +120,19 @@ class Settings:
 
     def replace(self, **changes: object) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the OS reports free on loopback, held open together so that they all differ
+    (for stacks of their own: tests, benchmarks)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _parse(name: str, raw: str, type_name: object) -> object:

@@ -7,7 +7,6 @@ shared: they come from the configured jars directory (scripts/setup.sh fills it)
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from cassandra.cluster import Session
 
 from connectors.admin import cassandra_session
 from trackius import stack
-from trackius.settings import Settings
+from trackius.settings import Settings, free_ports
 
 HERE = Path(__file__).resolve().parent
 
@@ -26,18 +25,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.integration)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the OS reports free on loopback; held open together so that they all differ."""
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def isolated_settings(state_dir: Path) -> Settings:

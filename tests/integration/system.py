@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import time
 import uuid
@@ -23,13 +22,7 @@ from schemas.rule import Rule
 from services.fanout import FanoutHandle, run_in_thread
 from services.feed_client import feed_url, follow
 from trackius import jobctl, rules_client
-from trackius.settings import Settings
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from trackius.settings import Settings, free_ports
 
 
 @dataclass
@@ -113,7 +106,8 @@ def cassandra(stack_settings: Settings) -> Iterator:
 
 @pytest.fixture(scope="session")
 def system(stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
-    settings = stack_settings.replace(flink_rest_port=free_port(), store_rest_port=free_port(),
+    rest_port, store_rest_port = free_ports(2)
+    settings = stack_settings.replace(flink_rest_port=rest_port, store_rest_port=store_rest_port,
                                       fanout_port=0, checkpoint_interval_ms=1000)
     fanout = run_in_thread(settings)
     settings = settings.replace(fanout_port=fanout.port)
