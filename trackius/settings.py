@@ -42,6 +42,12 @@ class Settings:
     jars_dir: Path = REPO_ROOT / ".state" / "jars"
     # Real public data and models shared by the project (never copied into the repository).
     data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+    # NLTK packages (punkt_tab, the perceptron tagger, the binary NE chunker), read offline.
+    nltk_data_dir: Path = REPO_ROOT.parent / "shared" / "data" / "nltk_data"
+    # ONNX models from the shared data (vision, audio).
+    model_dir: Path = REPO_ROOT.parent / "shared" / "data" / "models"
+    # Models this project trains (the spam/scam classifier), each beside its manifest.
+    project_model_dir: Path = REPO_ROOT / "models"
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_controller_port: int = 19093
