@@ -2,7 +2,7 @@
 
 Alert path
   content.events.v1 (raw bytes) -> DecodeEvents -> key_by(shard of content_key)
-  -> AnalyzeText (+ rules.v1 broadcast): micro-batched VADER and term matching, rule evaluation,
+  -> AnalyzeText (+ rules.v1 broadcast): micro-batched text analysis (udfs/text.py), rule evaluation,
      dedup by alert_id -> alerts.v1, findings.v1, rules.acks.v1; bad records -> content.deadletter.v1
 Cassandra is written by jobs/store.py from alerts.v1 and findings.v1, in its own job (own
 JVM, own interpreter): in one thread-mode job the writer's Python work would share this job's
@@ -45,8 +45,7 @@ def topology(events: Any, rules: Any, settings: Settings) -> Outputs:
     analysed = named(
         ingested.key_by(lambda item: shard_of(item.event.content_key, shards), Types.INT())
         .connect(decoded_rules.broadcast(RULES_STATE))
-        .process(AnalyzeText(settings.max_text_chars, settings.batch_size, settings.batch_max_wait_ms,
-                             settings.dedup_ttl_s), record_type()),
+        .process(AnalyzeText(settings), record_type()),
         "AnalyzeText",
     )
     # -> Alert (new ones only) | TextFindings | RuleAck

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from functools import cache
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 from schemas.errors import RecordError
 
 R = TypeVar("R")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _MISSING = dataclasses.MISSING
 
 
@@ -131,6 +133,9 @@ def _convert_scalar(tp: Any, value: Any, where: str) -> Any:
             raise RecordError("number too large for a float", where) from exc
     elif tp is str:
         ok = isinstance(value, str)
+        if ok and not value.isascii():
+            # JSON can escape lone surrogates ("\ud800"), which no UTF-8 writer downstream accepts.
+            value = _SURROGATE.sub("\ufffd", value)
     elif tp is Any:
         ok = True
     else:

@@ -3,37 +3,51 @@
     condition  := or_expr
     or_expr    := and_expr ("OR" and_expr)*
     and_expr   := not_expr ("AND" not_expr)*
-    not_expr   := "NOT" not_expr | atom
-    atom       := "(" or_expr ")" | PHRASE | TERM | "sentiment" CMP NUMBER
-    PHRASE     := "exact words"              TERM := word, $cashtag, #hashtag or @handle
+    not_expr   := "NOT" not_expr | near_expr
+    near_expr  := atom ("NEAR/" N atom)*          both sides positional (see below)
+    atom       := "(" or_expr ")" | PHRASE | TERM | WILDCARD | FIELD ":" VALUE
+                | "sentiment" CMP NUMBER | "entity" "(" (WORD | PHRASE) ")"
+    PHRASE     := "exact words", the last one may end in *
+    TERM       := a word, $cashtag, #hashtag or @handle     WILDCARD := crypt*
+    FIELD      := author | platform | lang | source | hashtag | domain
     CMP        := > | >= | < | <= | = | !=
 
-Operators are upper case (so `and` stays a searchable word); terms and phrases match case- and
-accent-insensitively. Later issues add query operators and finding functions to this grammar.
+Operators are upper case (so `and` stays a searchable word). Terms and phrases match whole words,
+case- and accent-insensitively, and punctuation or line breaks between the words of a phrase do
+not matter. `a NEAR/3 b` holds when at most 3 words separate an occurrence of a and one of b,
+in either order; its sides are terms, phrases, wildcards or OR-groups of them (positional
+queries). `entity(person)` asks for an entity of a type, `entity("Tesla")` for one by name.
 A syntax error raises ConditionSyntaxError with the 0-based character position.
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from schemas.textnorm import SIGILS, normalize, words
+
 COMPARATORS = (">=", "<=", "!=", ">", "<", "=")
 MAX_DEPTH = 64  # nesting of parentheses and NOTs; deeper input is refused, not recursed into
-# A word of the text as matching sees it: an optional $ # @ prefix, letters/digits with their
-# combining accents, inner apostrophes. The text analysis tokenises with the same pattern.
-WORD = re.compile(r"[#$@]?[\w\u0300-\u036f]+(?:['’][\w\u0300-\u036f]+)*")
+MAX_NEAR = 100
+MIN_WILDCARD_STEM = 2  # "c*" would match a tenth of all words
+FIELDS = ("author", "platform", "lang", "source", "hashtag", "domain")
+ENTITY_TYPES = (
+    "name", "person", "org", "brand", "product", "place", "account", "ticker",
+    "url", "domain", "mention", "hashtag", "cashtag", "emoji",
+)
 _TOKEN = re.compile(
     r"""(?P<space>\s+)
       | (?P<lparen>\() | (?P<rparen>\))
       | (?P<cmp>>=|<=|!=|>|<|=)
       | (?P<phrase>"[^"]*")
+      | (?P<near>NEAR/\d+(?![\w/]))
       | (?P<number>[-+]?\d+(?:\.\d+)?(?![\w]))
-      | (?P<word>[#$@]?[^\s()"<>=!]+)""",
+      | (?P<word>[^\s()"<>=!]+)""",
     re.VERBOSE,
 )
+_FIELD = re.compile(rf"^({'|'.join(FIELDS)}):(.*)$", re.IGNORECASE)
 _KEYWORDS = {"AND", "OR", "NOT"}
 
 
@@ -46,18 +60,47 @@ class ConditionSyntaxError(ValueError):
 
 @dataclass(frozen=True)
 class Term:
-    text: str  # normalised: NFKC, case-folded, accents removed
+    text: str  # one word in matching form, its sigil kept ("$doge" only matches the cashtag)
+    wildcard: bool = False  # matches every word that starts with `text`
+
+    @property
+    def label(self) -> str:
+        return self.text + ("*" if self.wildcard else "")
 
 
 @dataclass(frozen=True)
 class Phrase:
-    words: tuple[str, ...]  # normalised like Term
+    words: tuple[str, ...]  # in matching form, without sigils
+    wildcard: bool = False  # the last word is a prefix
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.words) + ("*" if self.wildcard else "")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str  # one of FIELDS
+    value: str  # in matching form; for author and source a trailing * makes it a prefix
 
 
 @dataclass(frozen=True)
 class SentimentCompare:
     op: str
     value: float
+
+
+@dataclass(frozen=True)
+class EntityRef:
+    type: str | None = None  # entity(person)
+    name: str | None = None  # entity("Tesla"), in matching form
+
+
+@dataclass(frozen=True)
+class Near:
+    left: Node
+    right: Node
+    distance: int
 
 
 @dataclass(frozen=True)
@@ -75,13 +118,8 @@ class Not:
     item: Node
 
 
-Node = Term | Phrase | SentimentCompare | And | Or | Not
-
-
-def normalize(text: str) -> str:
-    """Matching form of a text: NFKC, case-folded, accents removed."""
-    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+Node = Term | Phrase | Field | SentimentCompare | EntityRef | Near | And | Or | Not
+Pattern = Term | Phrase  # what the text scan looks for
 
 
 @lru_cache(maxsize=65536)
@@ -90,27 +128,45 @@ def parse(source: str) -> Node:
     return _Parser(source).parse()
 
 
-def terms_of(node: Node) -> tuple[set[str], set[tuple[str, ...]]]:
-    """Every term and phrase a condition can match: the vocabulary the text analysis looks for."""
-    terms: set[str] = set()
-    phrases: set[tuple[str, ...]] = set()
+def patterns_of(node: Node) -> set[Pattern]:
+    """Every term and phrase a condition can match: what the text scan must look for."""
+    found: set[Pattern] = set()
+    for current in walk(node):
+        if isinstance(current, (Term, Phrase)):
+            found.add(current)
+        elif isinstance(current, EntityRef) and current.name:
+            found.add(text_pattern(current.name, keep_sigil=False))
+    return found
+
+
+def walk(node: Node):
+    """Every node of a condition, parents first."""
     stack = [node]
     while stack:
         current = stack.pop()
-        if isinstance(current, Term):
-            terms.add(current.text)
-        elif isinstance(current, Phrase):
-            phrases.add(current.words)
-        elif isinstance(current, (And, Or)):
+        yield current
+        if isinstance(current, (And, Or)):
             stack.extend(current.items)
         elif isinstance(current, Not):
             stack.append(current.item)
-    return terms, phrases
+        elif isinstance(current, Near):
+            stack.extend((current.left, current.right))
 
 
-def phrase_words(text: str) -> tuple[str, ...]:
-    """A phrase as the words it must match, compared without $ # @ and punctuation."""
-    return tuple(normalize(m.group()).lstrip("#$@") for m in WORD.finditer(text))
+def text_pattern(text: str, keep_sigil: bool = True, wildcard: bool = False) -> Pattern | None:
+    """A term when `text` is one word, else a phrase of its words; None when it has no words."""
+    found = words(text)
+    if not found:
+        return None
+    if len(found) == 1:
+        return Term(found[0] if keep_sigil else found[0].lstrip(SIGILS), wildcard)
+    return Phrase(tuple(word.lstrip(SIGILS) for word in found), wildcard)
+
+
+def is_positional(node: Node) -> bool:
+    if isinstance(node, (Term, Phrase, Near)):
+        return True
+    return isinstance(node, Or) and all(is_positional(item) for item in node.items)
 
 
 class _Parser:
@@ -131,7 +187,9 @@ class _Parser:
         node = self._or()
         if self.index < len(self.tokens):
             kind, text, pos = self.tokens[self.index]
-            raise ConditionSyntaxError(f"unexpected {text!r}", pos)
+            if kind == "rparen":
+                raise ConditionSyntaxError("')' has no matching '('", pos)
+            raise ConditionSyntaxError(f"expected AND, OR or NEAR/n before {text!r}", pos)
         return node
 
     def _peek(self) -> tuple[str, str, int] | None:
@@ -143,6 +201,10 @@ class _Parser:
             raise ConditionSyntaxError("unexpected end of condition", len(self.source))
         self.index += 1
         return token
+
+    def _next_is(self, kind: str) -> bool:
+        token = self._peek()
+        return token is not None and token[0] == kind
 
     def _at_keyword(self, keyword: str) -> bool:
         token = self._peek()
@@ -169,7 +231,24 @@ class _Parser:
             node = Not(self._not())
             self.depth -= 1
             return node
-        return self._atom()
+        return self._near()
+
+    def _near(self) -> Node:
+        start = self._peek()
+        node = self._atom()
+        while self._next_is("near"):
+            _, text, pos = self._take()
+            distance = int(text.split("/")[1])
+            if distance > MAX_NEAR:
+                raise ConditionSyntaxError(f"NEAR distance is at most {MAX_NEAR} words", pos)
+            right_start = self._peek()
+            right = self._atom()
+            for side, token in ((node, start), (right, right_start)):
+                if not is_positional(side):
+                    raise ConditionSyntaxError(
+                        "NEAR joins terms, phrases, wildcards or OR-groups of them", token[2])
+            node = Near(node, right, distance)
+        return node
 
     def _atom(self) -> Node:
         kind, text, pos = self._take()
@@ -177,25 +256,40 @@ class _Parser:
             self._deeper(pos)
             node = self._or()
             self.depth -= 1
-            closing = self._peek()
-            if closing is None or closing[0] != "rparen":
+            if not self._next_is("rparen"):
                 raise ConditionSyntaxError("'(' is never closed", pos)
             self.index += 1
             return node
         if kind == "phrase":
-            words = phrase_words(text[1:-1])
-            if not words:
-                raise ConditionSyntaxError("empty phrase", pos)
-            return Term(words[0]) if len(words) == 1 else Phrase(words)
+            return self._text(text[1:-1], pos, keep_sigil=False)
+        if kind == "near":
+            raise ConditionSyntaxError("NEAR/n needs a term on its left", pos)
         if kind == "word" and text.lower() == "sentiment" and self._next_is("cmp"):
             return self._sentiment()
+        if kind == "word" and text.lower() == "entity" and self._next_is("lparen"):
+            return self._entity(pos)
+        if kind == "word" and (field := _FIELD.match(text)):
+            return self._field(field.group(1).lower(), field.group(2), pos)
         if kind == "number" or (kind == "word" and text not in _KEYWORDS):
-            return Term(normalize(text))  # a bare number is a term: "halving AND 2024"
+            return self._text(text, pos, keep_sigil=True)  # a bare number is a term: "halving AND 2024"
+        if kind == "rparen":
+            raise ConditionSyntaxError("expected a term, phrase or '(' but found ')'", pos)
         raise ConditionSyntaxError(f"expected a term, phrase or '(' but found {text!r}", pos)
 
-    def _next_is(self, kind: str) -> bool:
-        token = self._peek()
-        return token is not None and token[0] == kind
+    def _text(self, text: str, pos: int, keep_sigil: bool) -> Node:
+        wildcard = text.endswith("*")
+        body = text.rstrip("*") if wildcard else text
+        if "*" in body:
+            raise ConditionSyntaxError("'*' is allowed only at the end of a word", pos + body.index("*"))
+        pattern = text_pattern(body, keep_sigil, wildcard)
+        if pattern is None:
+            raise ConditionSyntaxError("empty phrase" if not keep_sigil else f"{text!r} has no letters or digits", pos)
+        if wildcard:
+            last = pattern.text if isinstance(pattern, Term) else pattern.words[-1]
+            if len(last.lstrip(SIGILS)) < MIN_WILDCARD_STEM or not body[-1:].isalnum():
+                raise ConditionSyntaxError(
+                    f"a wildcard needs at least {MIN_WILDCARD_STEM} letters or digits before '*'", pos)
+        return pattern
 
     def _sentiment(self) -> Node:
         _, op, _ = self._take()
@@ -206,6 +300,38 @@ class _Parser:
         if not -1.0 <= value <= 1.0:
             raise ConditionSyntaxError("sentiment is compared with a number in -1..1", pos)
         return SentimentCompare(op, value)
+
+    def _entity(self, pos: int) -> Node:
+        self._take()  # (
+        kind, text, arg_pos = self._take()
+        if kind == "phrase":
+            name = normalize(text[1:-1]).strip()
+            if not words(name):
+                raise ConditionSyntaxError("entity(\"...\") needs a name", arg_pos)
+            node = EntityRef(name=name)
+        elif kind == "word" and text.lower() in ENTITY_TYPES:
+            node = EntityRef(type=text.lower())
+        else:
+            raise ConditionSyntaxError(
+                f"entity() takes a \"name\" or one of {', '.join(ENTITY_TYPES)}", arg_pos)
+        if not self._next_is("rparen"):
+            raise ConditionSyntaxError("entity( is never closed", pos)
+        self.index += 1
+        return node
+
+    def _field(self, name: str, value: str, pos: int) -> Node:
+        if not value and self._next_is("phrase"):
+            value = self._take()[1][1:-1]
+        value = normalize(value).strip()
+        if name in ("author", "hashtag"):
+            value = value.lstrip("@#")
+        if not value or value == "*":
+            raise ConditionSyntaxError(f"{name}: needs a value", pos)
+        if name == "hashtag":
+            if not re.fullmatch(r"[^\W]+", value):
+                raise ConditionSyntaxError("hashtag: takes one word", pos)
+            return Term("#" + value)
+        return Field(name, value)
 
 
 def _tokenize(source: str):

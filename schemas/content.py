@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from schemas.codec import choices, decode
+from schemas.codec import choices, decode, decode_utf8
 from schemas.errors import RecordError
 
 SCHEMA_VERSION = 1
@@ -60,4 +60,16 @@ class ContentEvent:
 
 
 def decode_event(raw: bytes | str) -> ContentEvent:
+    """Invalid UTF-8 inside a valid record does not cost the event: the bad bytes become U+FFFD
+    and the text analysis flags them. A record that is not even JSON keeps the UTF-8 error."""
+    if isinstance(raw, bytes):
+        try:
+            raw = decode_utf8(raw)
+        except RecordError as invalid:
+            try:
+                return decode(ContentEvent, raw.decode("utf-8", errors="replace"))
+            except RecordError as other:
+                if other.reason.startswith("malformed JSON"):
+                    raise invalid from other
+                raise
     return decode(ContentEvent, raw)

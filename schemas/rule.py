@@ -10,6 +10,8 @@ by rule id, so compaction keeps the latest version. A rule file looks like:
         name: DOGE hype
         condition: '$doge AND sentiment > 0.5'
         severity: high
+        entities:                     # optional: names the text analysis reports as typed entities
+          - {name: Dogecoin, type: brand, aliases: [doge coin]}
 """
 
 from __future__ import annotations
@@ -23,8 +25,24 @@ import yaml
 from schemas.codec import choices, decode
 from schemas.condition import ConditionSyntaxError, parse
 from schemas.errors import RecordError, RuleError
+from schemas.textnorm import words
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
+TRACKED_TYPES = ("person", "org", "brand", "product", "place", "account", "ticker")
+
+
+@dataclass(frozen=True)
+class TrackedEntity:
+    """A name a rule tracks: wherever it or an alias is written, the findings carry it typed."""
+
+    name: str
+    type: str = field(default="brand", metadata=choices(*TRACKED_TYPES))
+    aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for alias in (self.name, *self.aliases):
+            if not words(alias):
+                raise RecordError(f"{alias!r} has no letters or digits", "name")
 _RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
@@ -39,6 +57,7 @@ class Rule:
     condition: str = ""
     severity: str = field(default="medium", metadata=choices(*SEVERITIES))
     routes: tuple[str, ...] = ("feed",)
+    entities: tuple[TrackedEntity, ...] = ()
     schema_version: int = 1
 
     def __post_init__(self) -> None:

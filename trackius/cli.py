@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from schemas.errors import TrackiusError
+from schemas.errors import ConfigError, TrackiusError
 from trackius.settings import Settings
 
 
@@ -66,6 +66,24 @@ def _parser() -> argparse.ArgumentParser:
     admin = commands.add_parser("admin", help="create topics and apply CQL migrations on existing servers")
     admin.add_argument("action", choices=["init"])
     admin.set_defaults(run=_admin)
+
+    analyze = commands.add_parser("analyze", help="the findings the job computes for one input")
+    analyze.add_argument("modality", choices=["text"])
+    analyze.add_argument("text", help="the text to analyse")
+    analyze.add_argument("--rules", type=Path, help="a YAML rules file whose terms and names to look for")
+    _content_options(analyze)
+    analyze.set_defaults(run=_analyze)
+
+    match = commands.add_parser("match", help="test a query on texts read from standard input, one per line")
+    match.add_argument("--query", required=True, help="a rule condition, e.g. '(bitcoin OR btc) NEAR/3 crash*'")
+    _content_options(match)
+    match.set_defaults(run=_match)
+
+    evaluate = commands.add_parser("eval", help="measure the text models on labelled data")
+    evaluate.add_argument("target", choices=["sentiment", "spam"])
+    evaluate.add_argument("--data", type=Path, required=True,
+                          help="sentiment: id<TAB>rating -4..4<TAB>text; spam: label<TAB>text (ham/spam)")
+    evaluate.set_defaults(run=_eval)
 
     demo = commands.add_parser("demo", help="stack + job + fan-out + sample rules and events, alerts printed live")
     demo.add_argument("--rate", type=float, default=5.0, help="sample events per second (default 5)")
@@ -154,6 +172,57 @@ def _admin(settings: Settings, args: argparse.Namespace) -> int:
 
     admin.ensure_topics(settings)
     print(f"migrations applied: {admin.migrate(settings) or 'none (up to date)'}")
+    return 0
+
+
+def _content_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--platform", default="rss", help="for platform: filters (default rss)")
+    parser.add_argument("--author", default="", help="for author: filters")
+    parser.add_argument("--source", default="cli", help="for source: filters")
+    parser.add_argument("--lang", help="the language the platform declares (default: identified)")
+
+
+def _metadata(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"platform": args.platform, "author": args.author, "source": args.source, "lang": args.lang}
+
+
+def _analyze(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.codec import encode
+    from schemas.rule import load_rules_yaml
+    from trackius import textcmd
+    from udfs.query import RuleIndex
+
+    rules = load_rules_yaml(args.rules.read_text(encoding="utf-8"), str(args.rules)) if args.rules else []
+    event = textcmd.event_for(args.text, 0, **_metadata(args))
+    print(encode(textcmd.analyzer(settings).analyse(event, RuleIndex(rules))))
+    return 0
+
+
+def _match(settings: Settings, args: argparse.Namespace) -> int:
+    from schemas.rule import Rule
+    from trackius import textcmd
+
+    Rule("query", 1, condition=args.query)  # a syntax error stops here, with its position
+    for result in textcmd.match_lines(textcmd.analyzer(settings), args.query, sys.stdin, **_metadata(args)):
+        print(json.dumps(result, ensure_ascii=False), flush=True)
+    return 0
+
+
+def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from trackius import textcmd
+
+    if not args.data.is_file():
+        raise ConfigError(f"--data {args.data}: no such file")
+    if args.target == "sentiment":
+        result = textcmd.eval_sentiment(textcmd.analyzer(settings), args.data)
+    else:
+        from udfs.classifier import SpamClassifier, evaluate, read_labelled
+
+        classifier = SpamClassifier.load(settings.project_model_dir)
+        if classifier is None:
+            raise ConfigError(f"the spam classifier under {settings.project_model_dir} is missing or invalid")
+        result = evaluate(classifier, read_labelled(args.data))
+    print(json.dumps(result))
     return 0
 
 

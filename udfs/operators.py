@@ -4,7 +4,8 @@ the errors. Clocks are read here, never in the cores.
     DecodeEvents    raw bytes            -> Ingested               | dead letters
     DecodeRules     raw bytes            -> Rule                   | dead letters
     AnalyzeText     Ingested (by shard)  -> Alert (new ones only), TextFindings, RuleAck
-                    micro-batched text analysis, rule evaluation and dedup (+ rules broadcast)
+                    micro-batched text analysis (udfs/text.py), rule evaluation through the
+                    compiled rule index, and dedup (+ rules broadcast)
     EncodeByType    Alert | TextFindings | RuleAck -> alert JSON | findings JSON, rule ack JSON
 """
 
@@ -28,9 +29,10 @@ from schemas.findings import TextFindings
 from schemas.flink_types import json_type, record_type
 from schemas.pipeline import Analysed, Ingested
 from schemas.rule import Rule, RuleAck, decode_rule
+from trackius.settings import Settings
 from udfs.batching import MicroBatch
 from udfs.rules import RuleBook, alerts_for, is_new
-from udfs.text import TextAnalyzer, Vocabulary
+from udfs.threads import on_python_thread
 
 SWITCH_INTERVAL_S = 0.0001
 DEAD_LETTERS = OutputTag("dead-letters", record_type())
@@ -110,16 +112,17 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
 
     operator = "analyze-text"
 
-    def __init__(self, max_text_chars: int, batch_size: int, batch_max_wait_ms: int, dedup_ttl_s: int) -> None:
-        self.max_text_chars = max_text_chars
-        self.batch = MicroBatch(batch_size, batch_max_wait_ms)
-        self.dedup_ttl_s = dedup_ttl_s
+    def __init__(self, settings: Settings) -> None:
+        self.max_text_chars = settings.max_text_chars
+        self.nltk_data_dir = settings.nltk_data_dir
+        self.project_model_dir = settings.project_model_dir
+        self.batch = MicroBatch(settings.batch_size, settings.batch_max_wait_ms)
+        self.dedup_ttl_s = settings.dedup_ttl_s
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.subtask, self.subtasks = subtask_of(runtime_context)
-        self.analyzer = TextAnalyzer(self.max_text_chars)
+        self.analyzer = on_python_thread(self._create_analyzer)
         self.book: RuleBook | None = None  # rebuilt lazily: after a restore, state is all we have
-        self.vocabulary = Vocabulary()
         self.batch.open(runtime_context, "text")
         alerted = MapStateDescriptor("alerted-revision", Types.STRING(), Types.INT())
         alerted.enable_time_to_live(ttl(self.dedup_ttl_s))
@@ -127,6 +130,15 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
         metrics = runtime_context.get_metrics_group()
         self.alerts_out = metrics.counter("alerts_out")
         self.duplicates = metrics.counter("duplicate_alerts")
+
+    def _create_analyzer(self):
+        # The text stack imports NLTK, scikit-learn's scipy and onnxruntime: not from a Java
+        # task thread (udfs/threads.py), so not at the top of this module either.
+        from udfs.text import TextAnalyzer
+
+        analyzer = TextAnalyzer.create(self.max_text_chars, self.nltk_data_dir, self.project_model_dir)
+        analyzer.nlp.preload()
+        return analyzer
 
     def process_element(self, value: Ingested, ctx: Any) -> Iterator[Any]:
         if self.batch.add(value, ctx):
@@ -146,7 +158,6 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
     def _rules(self, ctx: Any) -> RuleBook:
         if self.book is None:
             self.book = RuleBook.of(rule for _, rule in ctx.get_broadcast_state(RULES_STATE).items())
-            self.vocabulary = Vocabulary.from_rules(self.book.active())
         return self.book
 
     def _flush(self, ctx: Any) -> Iterator[Any]:
@@ -155,7 +166,7 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
             return
         book = self._rules(ctx)
         analysed_at = now_ms()
-        findings = self.analyzer.score_batch([item.event for item in items], self.vocabulary, analysed_at)
+        findings = self.analyzer.analyse_batch([item.event for item in items], book.index, analysed_at)
         self.batch.record(len(items), analysed_at - min(item.ingested_at for item in items))
         for item, found in zip(items, findings):
             yield found

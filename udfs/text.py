@@ -1,86 +1,113 @@
-"""Text analysis core: VADER sentiment and the tracked terms and phrases, batch in, batch out.
+"""Text analysis core, batch in, batch out: the same code answers the Flink job and the CLI.
 
-Pure: no I/O, no clock. The vocabulary (every term and phrase of the active rules) is compiled
-once per rule change; a text is tokenised once and each token looked up in sets, so the cost per
-text grows with its length, not with the number of rules. Offsets in hits refer to the original
-text; matching is case- and accent-insensitive (schemas.condition.normalize).
+Per text, the hot path: fold to matching form, extract URLs, handles, tags and emoji, identify the
+language (unless the platform declared it), split sentences, score sentiment with VADER for the
+text and each sentence, and find every query term and tracked name in one scan. Per batch: the
+spam/scam classifier in one ONNX run. Only when a rule that could fire on a text asks for
+entity(...) are its sentences POS-tagged and chunked for names (about a millisecond per text).
+
+Pure apart from the models it is given: no I/O and no clock (the caller passes analysed_at).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from importlib.metadata import version
+from pathlib import Path
 
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-from schemas.condition import WORD, normalize, parse, terms_of
 from schemas.content import ContentEvent
-from schemas.findings import Sentiment, TermHit, TextFindings
-from schemas.rule import Rule
+from schemas.findings import Entity, SentenceSentiment, Sentiment, TextFindings
+from schemas.textnorm import fold
+from udfs.classifier import SpamClassifier
+from udfs.languages import Languages
+from udfs.nlp import Nlp
+from udfs.normalize import extract, flags_of
+from udfs.query import RuleIndex, Words
+from udfs.sentiment import Vader
 
 SENTIMENT_MODEL = f"vader-{version('vaderSentiment')}"
-
-
-@dataclass(frozen=True)
-class Vocabulary:
-    terms: frozenset[str] = frozenset()
-    # first word -> the phrases starting with it (each a tuple of normalised words)
-    phrases: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
-
-    @classmethod
-    def from_rules(cls, rules: Iterable[Rule]) -> Vocabulary:
-        terms: set[str] = set()
-        by_first: dict[str, set[tuple[str, ...]]] = {}
-        for rule in rules:
-            if rule.active:
-                rule_terms, rule_phrases = terms_of(parse(rule.condition))
-                terms |= rule_terms
-                for phrase in rule_phrases:
-                    by_first.setdefault(phrase[0], set()).add(phrase)
-        return cls(frozenset(terms), {k: tuple(sorted(v)) for k, v in by_first.items()})
+LANGUAGE_MODEL = f"py3langid-{version('py3langid')}"
+_NEUTRAL = Sentiment(0.0, 0.0, 1.0, 0.0)
+_NO_WORDS = {"empty", "emoji_only"}
 
 
 class TextAnalyzer:
-    def __init__(self, max_chars: int, sentiment: SentimentIntensityAnalyzer | None = None) -> None:
+    def __init__(self, max_chars: int, nlp: Nlp, classifier: SpamClassifier | None = None) -> None:
         self.max_chars = max_chars
-        self.sentiment = sentiment or SentimentIntensityAnalyzer()
+        self.nlp = nlp
+        self.classifier = classifier
+        self.vader = Vader()
+        self.languages = Languages()
+        self.models = {"sentiment": SENTIMENT_MODEL, "lang": LANGUAGE_MODEL}
+        if classifier is not None:
+            self.models["spam"] = classifier.model_id
 
-    def score_batch(
-        self, events: Sequence[ContentEvent], vocabulary: Vocabulary, analysed_at: int = 0
+    @classmethod
+    def create(cls, max_chars: int, nltk_data_dir: Path, project_model_dir: Path) -> TextAnalyzer:
+        return cls(max_chars, Nlp(nltk_data_dir), SpamClassifier.load(project_model_dir))
+
+    def analyse_batch(
+        self, events: Sequence[ContentEvent], index: RuleIndex, analysed_at: int = 0
     ) -> list[TextFindings]:
-        return [self.score(event, vocabulary, analysed_at) for event in events]
+        texts = [event.text[: self.max_chars] for event in events]
+        found = [extract(text) for text in texts]
+        flags = [flags_of(text, entities) for text, entities in zip(texts, found)]
+        # the platform's declared language wins; texts without words have none
+        unknown = [i for i, event in enumerate(events) if event.lang is None and not _NO_WORDS.intersection(flags[i])]
+        identified = dict(zip(unknown, self.languages.classify([texts[i] for i in unknown])))
+        declared = [(event.lang.lower(), None) if event.lang else (None, None) for event in events]
+        spam = self.classifier.score(texts) if self.classifier is not None and texts else None
+        return [
+            self._analyse(event, texts[i], found[i], flags[i], identified.get(i, declared[i]),
+                          index, analysed_at, None if spam is None else spam[i])
+            for i, event in enumerate(events)
+        ]
 
-    def score(self, event: ContentEvent, vocabulary: Vocabulary, analysed_at: int = 0) -> TextFindings:
-        text = event.text[: self.max_chars]
-        scores = self.sentiment.polarity_scores(text) if text else _NEUTRAL
+    def analyse(self, event: ContentEvent, index: RuleIndex, analysed_at: int = 0) -> TextFindings:
+        return self.analyse_batch([event], index, analysed_at)[0]
+
+    def _analyse(self, event: ContentEvent, text: str, entities: list[Entity], flags: list[str],
+                 language: tuple[str | None, float | None], index: RuleIndex, analysed_at: int,
+                 spam: float | None) -> TextFindings:
+        truncated = len(event.text) > len(text)
+        if truncated:
+            flags.append("truncated")
+        lang, lang_score = language
+        sentences = self.nlp.sentences(text, lang)
+        overall, per_sentence = self._sentiment(text, sentences)
+        hits, tracked = index.scanner.scan(Words.of(fold(text)), text)
+        entities.extend(tracked)
+        if index.needs_names(hits, tracked):
+            entities.extend(self.nlp.names(text, sentences))
+        entities.sort(key=lambda entity: (entity.start, entity.type))
         return TextFindings(
             content_key=event.content_key,
-            sentiment=Sentiment(scores["compound"], scores["pos"], scores["neu"], scores["neg"]),
-            hits=tuple(find_hits(text, vocabulary)),
+            sentiment=overall,
+            sentences=per_sentence,
+            lang=lang,
+            lang_score=lang_score,
+            entities=tuple(entities),
+            hits=tuple(hits),
+            classifiers={} if spam is None else {"spam": round(spam, 4)},
+            flags=tuple(flags),
             text_chars=len(event.text),
-            truncated=len(event.text) > self.max_chars,
-            models={"sentiment": SENTIMENT_MODEL},
+            truncated=truncated,
+            models=dict(self.models),
             collected_at=event.collected_at,
             analysed_at=analysed_at,
         )
 
+    def _sentiment(
+        self, text: str, sentences: list[tuple[int, int]]
+    ) -> tuple[Sentiment, tuple[SentenceSentiment, ...]]:
+        if not sentences:
+            return _NEUTRAL, ()
+        overall = self._vader(text)
+        if len(sentences) == 1:  # most posts: the sentence is the text
+            start, end = sentences[0]
+            return overall, (SentenceSentiment(start, end, overall),)
+        return overall, tuple(SentenceSentiment(s, e, self._vader(text[s:e])) for s, e in sentences)
 
-_NEUTRAL = {"compound": 0.0, "pos": 0.0, "neu": 1.0, "neg": 0.0}
-
-
-def find_hits(text: str, vocabulary: Vocabulary) -> list[TermHit]:
-    if not vocabulary.terms and not vocabulary.phrases:
-        return []
-    tokens = [(normalize(m.group()), m.start(), m.end()) for m in WORD.finditer(text)]
-    bare = [token.lstrip("#$@") for token, _, _ in tokens]
-    hits = []
-    for i, (token, start, end) in enumerate(tokens):
-        # "$doge" is found by the term "$doge" and by the plain term "doge"; "doge" only by "doge".
-        for candidate in (token,) if token == bare[i] else (token, bare[i]):
-            if candidate in vocabulary.terms:
-                hits.append(TermHit(candidate, start, end))
-        for phrase in vocabulary.phrases.get(bare[i], ()):
-            if tuple(bare[i : i + len(phrase)]) == phrase:
-                hits.append(TermHit(" ".join(phrase), start, tokens[i + len(phrase) - 1][2]))
-    return hits
+    def _vader(self, text: str) -> Sentiment:
+        scores = self.vader.polarity_scores(text)
+        return Sentiment(scores["compound"], scores["pos"], scores["neu"], scores["neg"])

@@ -18,7 +18,8 @@ pytestmark = pytest.mark.job
 
 
 class DelayFirst:
-    """Holds the first event back so the rules (a separate bounded source) are broadcast first."""
+    """Holds the first event back so the rules (a separate bounded source) are broadcast first,
+    after AnalyzeText has opened (it loads its models for a few seconds)."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -46,7 +47,7 @@ def run(events: list[bytes], rules: list[Rule]) -> dict[str, list[dict]]:
     settings = Settings().replace(batch_size=1, parallelism=1, flink_rest_port=0)
     env = execution_environment(settings)
     event_stream = env.from_collection([e.decode("latin-1") for e in events], json_type()).map(
-        DelayFirst(3.0), record_type())
+        DelayFirst(10.0), record_type())
     rule_stream = env.from_collection([encode(r) for r in rules], json_type()).map(as_bytes, record_type())
     out = topology(event_stream, rule_stream, settings)
     tagged = (

@@ -113,7 +113,8 @@ def test_text_findings_round_trip(
     sentiment: Sentiment, hits: list[TermHit], models: dict[str, str], truncated: bool
 ) -> None:
     """TextFindings with nested Sentiment, TermHit tuple, models dict and floats round-trip."""
-    findings = TextFindings("x:1", sentiment, tuple(hits), 12, truncated, models, 5, 6)
+    findings = TextFindings("x:1", sentiment, hits=tuple(hits), text_chars=12, truncated=truncated,
+                            models=models, collected_at=5, analysed_at=6)
     assert decode(TextFindings, encode(findings)) == findings
 
 

@@ -9,15 +9,18 @@ from hypothesis import strategies as st
 from schemas.condition import (
     And,
     ConditionSyntaxError,
+    EntityRef,
+    Field,
+    Near,
     Not,
     Or,
     Phrase,
     SentimentCompare,
     Term,
-    normalize,
     parse,
-    terms_of,
+    patterns_of,
 )
+from schemas.textnorm import normalize
 
 
 def syntax_error(source: str) -> ConditionSyntaxError:
@@ -163,10 +166,26 @@ def test_phrase_words_are_normalised() -> None:
         ("NOT", "unexpected end of condition", 3),
         ("AND a", "expected a term, phrase or '(' but found 'AND'", 0),
         ("a AND OR b", "expected a term, phrase or '(' but found 'OR'", 6),
-        ("a)", "unexpected ')'", 1),
-        ("(a))", "unexpected ')'", 3),
+        ("a)", "')' has no matching '('", 1),
+        ("(a))", "')' has no matching '('", 3),
         (")", "expected a term, phrase or '(' but found ')'", 0),
-        ("a b", "unexpected 'b'", 2),
+        ("a b", "expected AND, OR or NEAR/n before 'b'", 2),
+        ("NEAR/3 a", "NEAR/n needs a term on its left", 0),
+        ("a NEAR/3", "unexpected end of condition", 8),
+        ("a NEAR/300 b", "NEAR distance is at most 100 words", 2),
+        ("(a AND b) NEAR/3 c", "NEAR joins terms, phrases, wildcards or OR-groups of them", 0),
+        ("a NEAR/3 NOT b", "expected a term, phrase or '(' but found 'NOT'", 9),
+        ("a NEAR/3 sentiment > 0", "NEAR joins terms, phrases, wildcards or OR-groups of them", 9),
+        ("c*", "a wildcard needs at least 2 letters or digits before '*'", 0),
+        ("*", "'*' has no letters or digits", 0),
+        ("cr*pto", "'*' is allowed only at the end of a word", 2),
+        ("author:", "author: needs a value", 0),
+        ('lang:""', "lang: needs a value", 0),
+        ("hashtag:two words", "expected AND, OR or NEAR/n before 'words'", 12),
+        ("entity(", "unexpected end of condition", 7),
+        ("entity(robot)", "entity() takes a \"name\" or one of name, person, org, brand, product, place, "
+         "account, ticker, url, domain, mention, hashtag, cashtag, emoji", 7),
+        ('entity("x" y', 'entity( is never closed', 0),
         ('""', "empty phrase", 0),
         ("a AND !b", "unexpected character '!'", 6),
         ("sentiment >", "unexpected end of condition", 11),
@@ -211,26 +230,59 @@ def test_parse_only_ever_raises_condition_syntax_error(source: str) -> None:
     except ConditionSyntaxError as exc:
         assert 0 <= exc.position <= len(source)
     else:
-        assert isinstance(node, (Term, Phrase, SentimentCompare, And, Or, Not))
+        assert isinstance(node, (Term, Phrase, Field, EntityRef, Near, SentimentCompare, And, Or, Not))
 
 
-# --- terms_of ---------------------------------------------------------------------------------
+# --- query operators: NEAR/n, wildcards, fields, entities -------------------------------------
 
 
-def test_terms_of_collects_every_term_and_phrase() -> None:
-    """terms_of walks AND/OR/NOT and returns the terms and phrases, sentiment excluded."""
-    node = parse('$doge AND ("to the moon" OR #hodl) AND NOT scam AND sentiment > 0.5')
-    assert terms_of(node) == ({"$doge", "#hodl", "scam"}, {("to", "the", "moon")})
+def test_near_binds_tighter_than_and_and_takes_groups() -> None:
+    assert parse("(bitcoin OR btc) NEAR/3 crash AND x") == And((
+        Near(Or((Term("bitcoin"), Term("btc"))), Term("crash"), 3), Term("x")))
+    assert parse("a NEAR/1 b NEAR/2 c") == Near(Near(Term("a"), Term("b"), 1), Term("c"), 2)
 
 
-def test_terms_of_deduplicates() -> None:
-    """A term used twice appears once."""
-    assert terms_of(parse("a OR (a AND NOT a)")) == ({"a"}, set())
+def test_wildcards_on_terms_and_phrase_ends() -> None:
+    assert parse("Crypt*") == Term("crypt", wildcard=True)
+    assert parse('"bitcoin crash*"') == Phrase(("bitcoin", "crash"), wildcard=True)
+    assert parse("$dog*") == Term("$dog", wildcard=True)
 
 
-def test_terms_of_sentiment_only_is_empty() -> None:
-    """A pure sentiment condition has no vocabulary."""
-    assert terms_of(parse("sentiment < -0.5")) == (set(), set())
+def test_fields() -> None:
+    assert parse("author:@ElonMusk") == Field("author", "elonmusk")
+    assert parse('author:"Elon Musk"') == Field("author", "elon musk")
+    assert parse("PLATFORM:x AND lang:EN") == And((Field("platform", "x"), Field("lang", "en")))
+    assert parse("hashtag:#Bitcoin") == parse("hashtag:bitcoin") == Term("#bitcoin")
+    assert parse("domain:Bit.ly") == Field("domain", "bit.ly")
+
+
+def test_a_colon_in_an_unknown_word_is_text() -> None:
+    assert parse("re:invent") == Phrase(("re", "invent"))
+
+
+def test_entities() -> None:
+    assert parse("entity(person)") == EntityRef(type="person")
+    assert parse('entity("Elon Musk")') == EntityRef(name="elon musk")
+
+
+def test_words_split_like_the_text_analysis_splits_them() -> None:
+    """A term of several words (hyphens, dots, unsegmented scripts) is a phrase of them."""
+    assert parse("state-of-the-art") == Phrase(("state", "of", "the", "art"))
+    assert parse("比特币") == Phrase(("比", "特", "币"))
+    assert parse("don't") == Term("don't")
+
+
+def test_patterns_of_collects_what_the_scan_looks_for() -> None:
+    """patterns_of walks every operator (NOT and NEAR included) and the names in entity()."""
+    node = parse('$doge AND ("to the moon" OR #hodl) AND NOT scam AND sentiment > 0.5 '
+                 'AND crypt* NEAR/2 x AND entity("Elon Musk")')
+    assert patterns_of(node) == {
+        Term("$doge"), Phrase(("to", "the", "moon")), Term("#hodl"), Term("scam"),
+        Term("crypt", wildcard=True), Term("x"), Phrase(("elon", "musk"))}
+
+
+def test_patterns_of_sentiment_only_is_empty() -> None:
+    assert patterns_of(parse("sentiment < -0.5 AND platform:x")) == set()
 
 
 def test_parse_caches_identical_sources() -> None:

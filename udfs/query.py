@@ -1,0 +1,332 @@
+"""Query matching at scale: every term of every active rule found in one pass, rules indexed by term.
+
+Compiled once per rule change (RuleIndex). A text's words, in matching form and without sigils,
+are joined by single spaces into a stream; each query term or phrase becomes the key
+" word1 word2 " (a wildcard drops the trailing space) of one Aho-Corasick automaton, so one scan
+finds every whole-word occurrence of every pattern, and punctuation or line breaks between the
+words of a phrase do not matter. The tracked names of the rules' gazetteers ride in the same
+automaton.
+
+Only rules that one of the text's hits could satisfy are evaluated: a rule whose condition needs
+a term hit is indexed under the terms of one branch that must hit (its anchors); the few that
+need none (`NOT x`, `platform:x AND sentiment > 0.5`) are evaluated on every text. So the cost
+per text follows the text and its hits, not the number of rules.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import ahocorasick
+
+from schemas.condition import (
+    And, EntityRef, Field, Near, Node, Not, Or, Pattern, Phrase, SentimentCompare, Term,
+    patterns_of, text_pattern, walk,
+)
+from schemas.findings import Entity, TermHit, TextFindings
+from schemas.rule import Rule
+from schemas.textnorm import SIGILS, WORD, Folded, normalize
+
+_COMPARE = {
+    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b, "=": lambda a, b: a == b, "!=": lambda a, b: a != b,
+}
+_NOT_BEFORE_A_TAG = set("/.:&=?#@$-_")
+_SIGIL_TYPES = {"$": "ticker", "@": "account"}  # a rule's $term or @term is a tracked name
+
+
+@dataclass(frozen=True)
+class _Target:
+    """What a key of the automaton stands for: a query pattern or a tracked name."""
+
+    label: str  # the pattern's label, or the tracked entity's canonical name
+    sigil: str  # the first word must carry this sigil ("" for any)
+    wildcard: bool
+    key_length: int
+    entity_type: str | None = None  # set for tracked names
+
+
+@dataclass(frozen=True)
+class Words:
+    """A text's words in matching form; spans are folded offsets."""
+
+    folded: Folded
+    words: tuple[str, ...]  # without sigils
+    sigils: tuple[str, ...]
+    spans: tuple[tuple[int, int], ...]
+
+    @classmethod
+    def of(cls, folded: Folded) -> Words:
+        words, sigils, spans = [], [], []
+        text = folded.text
+        for match in WORD.finditer(text):
+            word, start = match.group(), match.start()
+            sigil = word[0] if word[0] in SIGILS else ""
+            if sigil and start and (text[start - 1].isalnum() or text[start - 1] in _NOT_BEFORE_A_TAG):
+                sigil = ""  # "example.com/#tag", "press@site.com", "US$10": not a tag, handle or cashtag
+            words.append(word[len(sigil):])
+            sigils.append(sigil)
+            spans.append(match.span())
+        return cls(folded, tuple(words), tuple(sigils), tuple(spans))
+
+    def original_span(self, first: int, last: int) -> tuple[int, int]:
+        """Original character span of words first..last (inclusive)."""
+        return self.folded.span(self.spans[first][0], self.spans[last][1])
+
+
+class Scanner:
+    def __init__(self, patterns: Iterable[Pattern], tracked: Iterable[tuple[str, str, str]] = ()) -> None:
+        """patterns: query terms and phrases; tracked: (alias, canonical name, entity type)."""
+        keys: dict[str, list[_Target]] = {}
+        for pattern in patterns:
+            key, sigil = _key(pattern)
+            keys.setdefault(key, []).append(_Target(pattern.label, sigil, pattern.wildcard, len(key)))
+        for alias, name, entity_type in tracked:
+            pattern = text_pattern(alias)
+            if pattern is not None:
+                key, sigil = _key(pattern)
+                keys.setdefault(key, []).append(_Target(name, sigil, False, len(key), entity_type))
+        self.size = len(keys)
+        self.automaton = ahocorasick.Automaton()
+        for key, targets in keys.items():
+            self.automaton.add_word(key, tuple(targets))
+        if keys:
+            self.automaton.make_automaton()
+
+    def scan(self, text: Words, original: str) -> tuple[list[TermHit], list[Entity]]:
+        if not self.size or not text.words:
+            return [], []
+        starts, offset = [], 1
+        for word in text.words:
+            starts.append(offset)
+            offset += len(word) + 1
+        stream = " " + " ".join(text.words) + " "
+        hits, entities = [], []
+        for end, targets in self.automaton.iter(stream):
+            for target in targets:
+                # the key starts with the space before its first word
+                first = bisect_right(starts, end - target.key_length + 2) - 1
+                last = bisect_right(starts, end if target.wildcard else end - 1) - 1
+                if target.sigil and text.sigils[first] != target.sigil:
+                    continue
+                start, stop = text.original_span(first, last)
+                if target.entity_type is None:
+                    hits.append(TermHit(target.label, start, stop, first, last + 1))
+                else:
+                    entities.append(Entity(original[start:stop], target.entity_type, start, stop, target.label))
+        hits.sort(key=lambda hit: (hit.start, hit.term))
+        return hits, _outermost(entities)
+
+
+def _outermost(entities: list[Entity]) -> list[Entity]:
+    """One entity per mention: "Tesla Motors" hides the "Tesla" inside it when both are aliases."""
+    kept: list[Entity] = []
+    for entity in sorted(entities, key=lambda e: (e.start, -e.end)):
+        if not any(k.name == entity.name and k.start <= entity.start and entity.end <= k.end for k in kept):
+            kept.append(entity)
+    return kept
+
+
+def _key(pattern: Pattern) -> tuple[str, str]:
+    if isinstance(pattern, Term):
+        sigil = pattern.text[0] if pattern.text[0] in SIGILS else ""
+        words = (pattern.text[len(sigil):],)
+    else:
+        sigil, words = "", pattern.words
+    return " " + " ".join(words) + ("" if pattern.wildcard else " "), sigil
+
+
+@dataclass
+class Facts:
+    """What rules are evaluated on: one content item's text findings and its metadata."""
+
+    findings: TextFindings
+    platform: str
+    author: str
+    source: str
+    hits: dict[str, list[TermHit]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for hit in self.findings.hits:
+            self.hits.setdefault(hit.term, []).append(hit)
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule: Rule
+    node: Node
+    needs_names: bool  # evaluating it may need the NE chunker's names
+
+
+class RuleIndex:
+    """The active rules, compiled: one scanner for all their terms and names, rules by anchor."""
+
+    def __init__(self, rules: Iterable[Rule] = ()) -> None:
+        from schemas.condition import parse
+
+        self.rules: list[CompiledRule] = []
+        patterns: set[Pattern] = set()
+        tracked: set[tuple[str, str, str]] = set()
+        self.by_anchor: dict[str, list[int]] = {}
+        self.unanchored: list[int] = []
+        for rule in rules:
+            if not rule.active:
+                continue
+            node = parse(rule.condition)
+            index = len(self.rules)
+            self.rules.append(CompiledRule(rule, node, _needs_names(node)))
+            patterns |= patterns_of(node)
+            tracked |= _tracked_names(rule, node)
+            anchors = _anchors(node)
+            if anchors is None:
+                self.unanchored.append(index)
+            for label in anchors or ():
+                self.by_anchor.setdefault(label, []).append(index)
+        self.scanner = Scanner(patterns, tracked)
+
+    def candidates(self, hits: Iterable[TermHit], entities: Iterable[Entity]) -> list[CompiledRule]:
+        """The rules these hits and tracked names could satisfy, plus the unanchored ones."""
+        chosen = set(self.unanchored)
+        for hit in hits:
+            chosen.update(self.by_anchor.get(hit.term, ()))
+        for entity in entities:
+            if entity.name is not None:
+                chosen.update(self.by_anchor.get(_entity_anchor(entity.name), ()))
+        return [self.rules[i] for i in sorted(chosen)]
+
+    def needs_names(self, hits: Iterable[TermHit], entities: Iterable[Entity]) -> bool:
+        """Whether a rule that could fire on this text asks for the NE chunker's names."""
+        return any(rule.needs_names for rule in self.candidates(hits, entities))
+
+    def fired(self, facts: Facts) -> list[CompiledRule]:
+        findings = facts.findings
+        return [rule for rule in self.candidates(findings.hits, findings.entities) if holds(rule.node, facts)]
+
+
+def holds(node: Node, facts: Facts) -> bool:
+    if isinstance(node, (Term, Phrase)):
+        return node.label in facts.hits
+    if isinstance(node, And):
+        return all(holds(item, facts) for item in node.items)
+    if isinstance(node, Or):
+        return any(holds(item, facts) for item in node.items)
+    if isinstance(node, Not):
+        return not holds(node.item, facts)
+    if isinstance(node, Near):
+        return bool(_positions(node, facts))
+    if isinstance(node, SentimentCompare):
+        return _COMPARE[node.op](facts.findings.sentiment.compound, node.value)
+    if isinstance(node, Field):
+        return _field_holds(node, facts)
+    if isinstance(node, EntityRef):
+        return any(_is_entity(entity, node) for entity in facts.findings.entities)
+    raise TypeError(f"unknown condition node {node!r}")
+
+
+def evidence_hits(node: Node, facts: Facts) -> tuple[TermHit, ...]:
+    """The hits of the terms the condition uses positively (not under NOT)."""
+    wanted: set[str] = set()
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, (Term, Phrase)):
+            wanted.add(current.label)
+        elif isinstance(current, (And, Or)):
+            stack.extend(current.items)
+        elif isinstance(current, Near):
+            stack.extend((current.left, current.right))
+    return tuple(hit for hit in facts.findings.hits if hit.term in wanted)
+
+
+def uses_sentiment(node: Node) -> bool:
+    """Whether the condition asks for a sentiment positively (not under NOT)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, SentimentCompare):
+            return True
+        if isinstance(current, (And, Or)):
+            stack.extend(current.items)
+    return False
+
+
+def _positions(node: Node, facts: Facts) -> list[tuple[int, int]]:
+    """Word spans (first, end) where a positional query matches."""
+    if isinstance(node, (Term, Phrase)):
+        return [(hit.word, hit.word_end) for hit in facts.hits.get(node.label, ())]
+    if isinstance(node, Or):
+        return [span for item in node.items for span in _positions(item, facts)]
+    if isinstance(node, Near):
+        lefts, rights = _positions(node.left, facts), _positions(node.right, facts)
+        return [
+            (min(a[0], b[0]), max(a[1], b[1]))
+            for a in lefts for b in rights
+            if 0 <= max(b[0] - a[1], a[0] - b[1]) <= node.distance
+        ]
+    raise TypeError(f"not a positional query: {node!r}")
+
+
+def _field_holds(node: Field, facts: Facts) -> bool:
+    if node.name == "platform":
+        return facts.platform == node.value
+    if node.name == "lang":
+        return (facts.findings.lang or "").split("-")[0] == node.value
+    if node.name == "domain":
+        return any(
+            entity.type == "domain" and (entity.text.lower() == node.value or entity.text.lower().endswith("." + node.value))
+            for entity in facts.findings.entities
+        )
+    actual = normalize(facts.author if node.name == "author" else facts.source).lstrip("@")
+    if node.value.endswith("*"):
+        return actual.startswith(node.value[:-1])
+    return actual == node.value
+
+
+def _is_entity(entity: Entity, ref: EntityRef) -> bool:
+    if ref.type is not None:
+        return entity.type == ref.type
+    return normalize(entity.name or entity.text) == ref.name or normalize(entity.text) == ref.name
+
+
+def _anchors(node: Node) -> set[str] | None:
+    """Labels of which at least one must hit for the condition to hold; None when none must."""
+    if isinstance(node, (Term, Phrase)):
+        return {node.label}
+    if isinstance(node, EntityRef) and node.name is not None:
+        # written out (the chunker's name is made of these words) or by a tracked alias
+        return {text_pattern(node.name, keep_sigil=False).label, _entity_anchor(node.name)}
+    if isinstance(node, Near):
+        return _anchors(node.left)
+    if isinstance(node, And):
+        anchored = [a for a in map(_anchors, node.items) if a is not None]
+        return min(anchored, key=len) if anchored else None
+    if isinstance(node, Or):
+        branches = [_anchors(item) for item in node.items]
+        if any(branch is None for branch in branches):
+            return None
+        return set().union(*branches)
+    return None
+
+
+def _needs_names(node: Node) -> bool:
+    return any(
+        isinstance(current, EntityRef) and (current.name is not None or current.type == "name")
+        for current in walk(node)
+    )
+
+
+def _tracked_names(rule: Rule, node: Node) -> set[tuple[str, str, str]]:
+    tracked = set()
+    for entity in rule.entities:
+        for alias in (entity.name, *entity.aliases):
+            tracked.add((alias, entity.name, entity.type))
+    for current in walk(node):
+        if isinstance(current, Term) and not current.wildcard and current.text[0] in _SIGIL_TYPES:
+            tracked.add((current.text, current.text, _SIGIL_TYPES[current.text[0]]))
+    return tracked
+
+
+def _entity_anchor(name: str) -> str:
+    return "entity:" + normalize(name)
