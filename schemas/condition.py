@@ -7,6 +7,7 @@
     near_expr  := atom ("NEAR/" N atom)*          both sides positional (see below)
     atom       := "(" or_expr ")" | PHRASE | TERM | WILDCARD | FIELD ":" VALUE
                 | "sentiment" CMP NUMBER | "entity" "(" (WORD | PHRASE) ")"
+                | "classifier" "(" PHRASE ")" CMP NUMBER
     PHRASE     := "exact words", the last one may end in *
     TERM       := a word, $cashtag, #hashtag or @handle     WILDCARD := crypt*
     FIELD      := author | platform | lang | source | hashtag | domain
@@ -16,7 +17,8 @@ Operators are upper case (so `and` stays a searchable word). Terms and phrases m
 case- and accent-insensitively, and punctuation or line breaks between the words of a phrase do
 not matter. `a NEAR/3 b` holds when at most 3 words separate an occurrence of a and one of b,
 in either order; its sides are terms, phrases, wildcards or OR-groups of them (positional
-queries). `entity(person)` asks for an entity of a type, `entity("Tesla")` for one by name.
+queries). `entity(person)` asks for an entity of a type, `entity("Tesla")` for one by name;
+`classifier("spam") > 0.9` compares a classifier's score (false when that model is disabled).
 A syntax error raises ConditionSyntaxError with the 0-based character position.
 """
 
@@ -91,6 +93,13 @@ class SentimentCompare:
 
 
 @dataclass(frozen=True)
+class ClassifierCompare:
+    name: str
+    op: str
+    value: float
+
+
+@dataclass(frozen=True)
 class EntityRef:
     type: str | None = None  # entity(person)
     name: str | None = None  # entity("Tesla"), in matching form
@@ -118,7 +127,7 @@ class Not:
     item: Node
 
 
-Node = Term | Phrase | Field | SentimentCompare | EntityRef | Near | And | Or | Not
+Node = Term | Phrase | Field | SentimentCompare | ClassifierCompare | EntityRef | Near | And | Or | Not
 Pattern = Term | Phrase  # what the text scan looks for
 
 
@@ -268,6 +277,8 @@ class _Parser:
             return self._sentiment()
         if kind == "word" and text.lower() == "entity" and self._next_is("lparen"):
             return self._entity(pos)
+        if kind == "word" and text.lower() == "classifier" and self._next_is("lparen"):
+            return self._classifier(pos)
         if kind == "word" and (field := _FIELD.match(text)):
             return self._field(field.group(1).lower(), field.group(2), pos)
         if kind == "number" or (kind == "word" and text not in _KEYWORDS):
@@ -292,14 +303,32 @@ class _Parser:
         return pattern
 
     def _sentiment(self) -> Node:
-        _, op, _ = self._take()
+        op, value = self._comparison("sentiment", -1.0)
+        return SentimentCompare(op, value)
+
+    def _comparison(self, what: str, low: float) -> tuple[str, float]:
+        """CMP NUMBER, the number in low..1."""
+        kind, op, pos = self._take()
+        if kind != "cmp":
+            raise ConditionSyntaxError(f"{what} needs a comparison (> >= < <= = !=), found {op!r}", pos)
         kind, text, pos = self._take()
         if kind != "number":
-            raise ConditionSyntaxError(f"sentiment {op} needs a number, found {text!r}", pos)
+            raise ConditionSyntaxError(f"{what} {op} needs a number, found {text!r}", pos)
         value = float(text)
-        if not -1.0 <= value <= 1.0:
-            raise ConditionSyntaxError("sentiment is compared with a number in -1..1", pos)
-        return SentimentCompare(op, value)
+        if not low <= value <= 1.0:
+            raise ConditionSyntaxError(f"{what} is compared with a number in {low:g}..1", pos)
+        return op, value
+
+    def _classifier(self, pos: int) -> Node:
+        self._take()  # (
+        kind, text, arg_pos = self._take()
+        if kind != "phrase" or not text[1:-1].strip():
+            raise ConditionSyntaxError('classifier() takes a model name in quotes, e.g. classifier("spam")', arg_pos)
+        if not self._next_is("rparen"):
+            raise ConditionSyntaxError("classifier( is never closed", pos)
+        self.index += 1
+        op, value = self._comparison(f"classifier({text})", 0.0)
+        return ClassifierCompare(text[1:-1].strip().lower(), op, value)
 
     def _entity(self, pos: int) -> Node:
         self._take()  # (

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import ahocorasick
 
 from schemas.condition import (
-    And, EntityRef, Field, Near, Node, Not, Or, Pattern, Phrase, SentimentCompare, Term,
+    And, ClassifierCompare, EntityRef, Field, Near, Node, Not, Or, Pattern, Phrase, SentimentCompare, Term,
     patterns_of, text_pattern, walk,
 )
 from schemas.findings import Entity, TermHit, TextFindings
@@ -218,6 +218,9 @@ def holds(node: Node, facts: Facts) -> bool:
         return bool(_positions(node, facts))
     if isinstance(node, SentimentCompare):
         return _COMPARE[node.op](facts.findings.sentiment.compound, node.value)
+    if isinstance(node, ClassifierCompare):
+        score = facts.findings.classifiers.get(node.name)
+        return score is not None and _COMPARE[node.op](score, node.value)
     if isinstance(node, Field):
         return _field_holds(node, facts)
     if isinstance(node, EntityRef):

@@ -90,6 +90,16 @@ def event(key: str, text: str, **extra: object) -> bytes:
     return json.dumps(record).encode()
 
 
+def wait_rows(session, cql: str, params: tuple, count: int, timeout_s: float = 60.0) -> list:
+    """The rows of a query once there are `count` of them (or whatever is there at the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = list(session.execute(cql, params))
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from schemas.rule import Rule
-from tests.integration.system import System, event, unique
+from tests.integration.system import System, event, unique, wait_rows
 
 pytestmark = pytest.mark.integration
 
@@ -28,9 +28,9 @@ def test_events_alert_on_the_feed_and_in_cassandra(system: System, cassandra) ->
     assert sorted(i["alert"]["content_key"] for i in items) == [f"{key}-1", f"{key}-2"]
     assert system.feed([rule_id], count=3, timeout_s=3) == items  # nothing else arrives
     session = cassandra
-    rows = _wait_rows(session, "SELECT alert_id, content_key FROM alerts_by_rule WHERE rule_id=%s", (rule_id,), 2)
+    rows = wait_rows(session, "SELECT alert_id, content_key FROM alerts_by_rule WHERE rule_id=%s", (rule_id,), 2)
     assert {row.alert_id for row in rows} == {i["alert"]["alert_id"] for i in items}
-    found = _wait_rows(session, "SELECT findings_json FROM findings_by_content WHERE content_key=%s", (f"{key}-3",), 1)
+    found = wait_rows(session, "SELECT findings_json FROM findings_by_content WHERE content_key=%s", (f"{key}-3",), 1)
     assert json.loads(found[0].findings_json)["sentiment"]["compound"] < 0
 
 
@@ -61,7 +61,7 @@ def test_bad_events_dead_letter_while_good_ones_alert(system: System, cassandra)
     big = next(d for d in letters if d["payload_bytes"] > 3 * 1024 * 1024)
     assert big["truncated"] and len(big["payload"]) == 64 * 1024 and len(big["payload_sha256"]) == 64
     session = cassandra
-    row = _wait_rows(session, "SELECT findings_json FROM findings_by_content WHERE content_key=%s", (f"{key}-huge",), 1)
+    row = wait_rows(session, "SELECT findings_json FROM findings_by_content WHERE content_key=%s", (f"{key}-huge",), 1)
     findings = json.loads(row[0].findings_json)
     assert findings["truncated"] is True and findings["text_chars"] == len(huge)
 
@@ -100,12 +100,3 @@ def _payload(letter: dict) -> str:
     if letter["payload_encoding"] == "base64":
         return base64.b64decode(letter["payload"]).decode("latin-1")
     return letter["payload"]
-
-
-def _wait_rows(session, cql: str, params: tuple, count: int, timeout_s: float = 60.0) -> list:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rows = list(session.execute(cql, params))
-        if len(rows) >= count or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)

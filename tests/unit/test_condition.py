@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from schemas.condition import (
     And,
+    ClassifierCompare,
     ConditionSyntaxError,
     EntityRef,
     Field,
@@ -230,7 +231,8 @@ def test_parse_only_ever_raises_condition_syntax_error(source: str) -> None:
     except ConditionSyntaxError as exc:
         assert 0 <= exc.position <= len(source)
     else:
-        assert isinstance(node, (Term, Phrase, Field, EntityRef, Near, SentimentCompare, And, Or, Not))
+        assert isinstance(node, (Term, Phrase, Field, EntityRef, Near, SentimentCompare, ClassifierCompare,
+                                 And, Or, Not))
 
 
 # --- query operators: NEAR/n, wildcards, fields, entities -------------------------------------
@@ -258,6 +260,21 @@ def test_fields() -> None:
 
 def test_a_colon_in_an_unknown_word_is_text() -> None:
     assert parse("re:invent") == Phrase(("re", "invent"))
+
+
+def test_classifier_comparison() -> None:
+    assert parse('classifier("Spam") >= 0.9') == ClassifierCompare("spam", ">=", 0.9)
+
+
+@pytest.mark.parametrize(("source", "message", "position"), [
+    ("classifier(spam) > 1", 'classifier() takes a model name in quotes, e.g. classifier("spam")', 11),
+    ('classifier("spam") > 2', 'classifier("spam") is compared with a number in 0..1', 21),
+    ('classifier("spam") x', 'classifier("spam") needs a comparison (> >= < <= = !=), found \'x\'', 19),
+    ('classifier("spam" > 1', "classifier( is never closed", 0),
+])
+def test_classifier_errors(source: str, message: str, position: int) -> None:
+    error = syntax_error(source)
+    assert (error.message, error.position) == (message, position)
 
 
 def test_entities() -> None:

@@ -99,6 +99,19 @@ def test_query_table(query: str, text: str, expected: bool, terms: list[str]) ->
     assert match(query, text, **metadata) == (expected, terms)
 
 
+def test_classifier_scores_are_rule_conditions() -> None:
+    """classifier("spam") compares the score the job computed; a disabled model never satisfies it."""
+    from dataclasses import replace
+
+    from udfs.query import Facts
+    index = RuleIndex([Rule("scam", 1, condition='classifier("spam") > 0.9 AND prize')])
+    findings = CORE.analyse(event_for("claim your prize", 1), index)
+    assert findings.classifiers == {}  # this core has no classifier
+    assert not index.fired(Facts(findings, "rss", "", "cli"))
+    scored = replace(findings, classifiers={"spam": 0.95})
+    assert [r.rule.rule_id for r in index.fired(Facts(scored, "rss", "", "cli"))] == ["scam"]
+
+
 def test_hits_point_into_the_original_text() -> None:
     """Spans are offsets into the text as written, even when folding changes its length."""
     text = "ﬁnal Straße: BITCOIN"
