@@ -9,6 +9,7 @@ vs sent, and whether the rate was sustained (everything arrived within 5 s of th
 latency did not keep growing). Results: a table on stdout and bench/results/latency.json.
 
     python -m bench.latency [--rates 500,1000,2000] [--duration 60] [--profiles tuned,default]
+                            [--queries 1000]   (active listening queries besides the benchmark rule)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench import text_core
 from schemas.rule import Rule
 from services.feed_client import feed_url, follow
 from trackius import jobctl, rules_client, stack
@@ -114,29 +116,32 @@ def bench_settings(base: Settings) -> Settings:
                         store_rest_port=store_rest, fanout_port=fanout)
 
 
-def run_profile(base: Settings, name: str, rates: list[float], duration: float, warmup: float) -> list[dict]:
+def run_profile(base: Settings, name: str, rates: list[float], duration: float, warmup: float,
+                queries: int) -> list[dict]:
     """One profile on a fresh stack: a backlog left by another profile's last rate would
     otherwise be this profile's first work."""
     settings = bench_settings(base).replace(**PROFILES[name])
     stack.up(settings)
     fanout = start_fanout(settings)
     try:
-        return run_rates(settings, name, rates, duration, warmup)
+        return run_rates(settings, name, rates, duration, warmup, queries)
     finally:
         jobctl.stop_local(fanout)
         stack.down(settings)
 
 
-def run_rates(settings: Settings, name: str, rates: list[float], duration: float, warmup: float) -> list[dict]:
+def run_rates(settings: Settings, name: str, rates: list[float], duration: float, warmup: float,
+              queries: int) -> list[dict]:
     jobs = jobctl.start_all(settings, resume=False)
     rows = []
     try:
         rule_id = f"bench-{name}-{int(time.time())}"
-        rules_client.publish(settings, [Rule(rule_id, 1, condition="benchmark")], wait=True)
+        background = text_core.queries(text_core.corpus(settings), queries) if queries else []
+        rules_client.publish(settings, [Rule(rule_id, 1, condition="benchmark"), *background], wait=True)
         for rate in rates:
             tag = f"{rule_id}-{int(rate)}"
             latencies, sent = asyncio.run(measure(settings, rule_id, tag, rate, duration))
-            row = {"profile": name, **summarize(latencies, rate, duration, warmup, sent)}
+            row = {"profile": name, "queries": queries, **summarize(latencies, rate, duration, warmup, sent)}
             print(format_row(row), flush=True)
             rows.append(row)
             if not row["sustained"]:
@@ -159,12 +164,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=60.0)
     parser.add_argument("--warmup", type=float, default=10.0)
     parser.add_argument("--profiles", default="tuned,process,default")
+    parser.add_argument("--queries", type=int, default=1000, help="generated listening queries also active")
     args = parser.parse_args()
     settings = Settings.from_env()
     rows: list[dict] = []
     print(f"{'profile':<8} {'rate/s':>7} {'p50':>7} {'p95':>7} {'p99':>7} {'max':>7} {'recv/sent':>17} sustained stages p50/p99 ms: {' '.join(STAGES)}")
     for name in args.profiles.split(","):
-        rows += run_profile(settings, name, [float(r) for r in args.rates.split(",")], args.duration, args.warmup)
+        rows += run_profile(settings, name, [float(r) for r in args.rates.split(",")], args.duration,
+                            args.warmup, args.queries)
     RESULTS.mkdir(parents=True, exist_ok=True)
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()}, "rows": rows}

@@ -1,7 +1,9 @@
 """Load generator, run as its own process: text events at a fixed rate for a fixed time.
 
-Every event matches the benchmark rule, and its `collected_at` is stamped right before the
-send, so the latency a client computes is Kafka produce -> WebSocket receive.
+The texts are real posts (the tweets of the VADER ground truth and the SMS collection), each
+prefixed with "benchmark:" so every event matches the benchmark rule, and its `collected_at` is
+stamped right before the send, so the latency a client computes is Kafka produce -> WebSocket
+receive.
 """
 
 from __future__ import annotations
@@ -10,16 +12,10 @@ import argparse
 import json
 import time
 
+from bench.text_core import corpus
 from connectors.kafka import producer
 from trackius.replay import paced
 from trackius.settings import Settings
-
-TEXTS = (
-    "benchmark: $doge rallies as traders pile in, sentiment looks great today",
-    "benchmark: binance reports withdrawals paused for maintenance, users annoyed",
-    "benchmark: northwind aurora cabin reveal draws a lot of attention online",
-)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -28,12 +24,13 @@ def main() -> None:
     parser.add_argument("--tag", required=True, help="content keys are x:<tag>-<n>")
     args = parser.parse_args()
     settings = Settings.from_env()
+    texts = [f"benchmark: {text}" for text in corpus(settings)]
     client = producer(settings, linger_ms=1)
     total = int(args.rate * args.duration)
     for n in paced(range(total), args.rate):
         now = time.time_ns() // 1_000_000
         record = {"content_key": f"x:{args.tag}-{n}", "platform": "x", "source": "bench",
-                  "author": "@bench", "published_at": now, "collected_at": now, "text": TEXTS[n % 3]}
+                  "author": "@bench", "published_at": now, "collected_at": now, "text": texts[n % len(texts)]}
         client.send(settings.topics.content_events, json.dumps(record).encode())
     client.flush()
     client.close()

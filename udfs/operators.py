@@ -152,7 +152,8 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
         current = state.get(value.rule_id)
         if current is None or current.version <= value.version:
             state.put(value.rule_id, value)
-            self.book = None
+            if self.book is not None:
+                self.book.apply(value)  # the index recompiles once, at the next batch
         yield RuleAck(value.rule_id, value.version, self.operator, self.subtask, self.subtasks, RULE_HOLDERS)
 
     def _rules(self, ctx: Any) -> RuleBook:
