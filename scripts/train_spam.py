@@ -19,6 +19,10 @@ logistic regression. Each choice keeps sklearn and the ONNX graph computing the 
   their tokens (it is "#" otherwise, and padded rows of a batch would count n-grams ending in
   "#": a text would score differently alone and in a batch);
 - binary term frequency, because skl2onnx converts sublinear_tf as log(1+tf), not 1+log(tf).
+
+Of skl2onnx's graph the export keeps the nodes up to each TfIdfVectorizer and replaces the rest,
+which worked on dense [texts, vocabulary] matrices, by the same arithmetic on two sums per part
+(see replace_dense_tail): a quarter of the run time for the same probabilities.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ import onnx
 import onnxruntime
 import skl2onnx
 import sklearn
+from onnx import numpy_helper
+from onnx.helper import make_node
 from skl2onnx import to_onnx
 from skl2onnx.common.data_types import StringTensorType
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -60,6 +66,10 @@ HYPERPARAMETERS: dict[str, Any] = {
 # StringNormalizer lower-cases in this locale; in "C" it would leave non-ASCII capitals as they are.
 LOCALE = "C.UTF-8"
 OPSETS = {"": 17, "ai.onnx.ml": 3}
+# skl2onnx's nodes that read the strings, up to and including each TfIdfVectorizer.
+SKL2ONNX_KEPT = {"Reshape", "StringNormalizer", "Tokenizer", "Flatten", "TfIdfVectorizer"}
+NORM_FLOOR = "norm_floor"
+INTERCEPT = "intercept"
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -178,11 +188,106 @@ def export(pipeline: Pipeline) -> bytes:
         options=options,
         target_opset=OPSETS,
     )
-    # skl2onnx lists the opset domains in set order, which varies between processes.
-    imports = sorted(model.opset_import, key=lambda opset: opset.domain)
+    replace_dense_tail(model.graph, pipeline)
+    # skl2onnx lists the opset domains in set order, which varies between processes; the tail
+    # no longer uses ai.onnx.ml.
+    used = {node.domain for node in model.graph.node} | {""}
+    imports = sorted((o for o in model.opset_import if o.domain in used), key=lambda o: o.domain)
     del model.opset_import[:]
     model.opset_import.extend(imports)
+    onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
+
+
+def replace_dense_tail(graph: onnx.GraphProto, pipeline: Pipeline) -> None:
+    """Keep skl2onnx's string nodes up to each TfIdfVectorizer; replace what follows them.
+
+    skl2onnx follows each vectorizer with work on dense [N, vocabulary] matrices (binarising
+    Casts, idf Mul, L2 Normalizer, Concat, LinearClassifier): most of the run time, for a sum over
+    the few n-grams a text has. Each part adds y.w / |y| to the logit, where y = x * idf and x is
+    0/1, so y.w = x.(idf w) and |y|^2 = x.idf^2 (x^2 = x): one MatMul against a [V, 2] constant
+    gives both, and the rest works on [N, 1].
+    """
+    keep_string_nodes(graph)
+    vectorizers = [node for node in graph.node if node.op_type == "TfIdfVectorizer"]
+    parts = pipeline.named_steps["features"].transformer_list
+    coefficients = np.split(
+        pipeline.named_steps["classifier"].coef_[0],
+        np.cumsum([len(step.idf_) for _, step in parts])[:-1],
+    )
+    graph.initializer.append(
+        numpy_helper.from_array(np.array(np.finfo(np.float32).tiny, np.float32), NORM_FLOOR)
+    )
+    logits = [
+        part_logit(graph, node, name, step.idf_, weights)
+        for node, (name, step), weights in zip(vectorizers, parts, coefficients, strict=True)
+    ]
+    add_probabilities(graph, logits, pipeline.named_steps["classifier"].intercept_[0])
+
+
+def keep_string_nodes(graph: onnx.GraphProto) -> None:
+    """Drop skl2onnx's nodes after the vectorizers, and the constants only they read."""
+    kept = [node for node in graph.node if node.op_type in SKL2ONNX_KEPT]
+    del graph.node[:]
+    graph.node.extend(kept)
+    used = {name for node in kept for name in node.input}
+    initializers = [tensor for tensor in graph.initializer if tensor.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(initializers)
+
+
+def part_logit(
+    graph: onnx.GraphProto, vectorizer: onnx.NodeProto, part: str, idf: np.ndarray, w: np.ndarray
+) -> str:
+    """This part's y.w / |y| [N, 1] from its vectorizer's output; 0 for a text without its
+    n-grams, as sklearn leaves an all-zero row unnormalised (0 / sqrt(tiny), not 0 / 0)."""
+    set_binary(vectorizer, len(idf))
+    sums = np.stack([idf * w, idf * idf], axis=1).astype(np.float32)
+    graph.initializer.append(numpy_helper.from_array(sums, f"{part}_sums_weights"))
+    graph.node.extend(
+        make_node(op, inputs, outputs, name=outputs[0], **attributes)
+        for op, inputs, outputs, attributes in [
+            ("MatMul", [vectorizer.output[0], f"{part}_sums_weights"], [f"{part}_sums"], {}),
+            ("Split", [f"{part}_sums"], [f"{part}_dot", f"{part}_square"], {"axis": 1}),
+            ("Max", [f"{part}_square", NORM_FLOOR], [f"{part}_square_floored"], {}),
+            ("Sqrt", [f"{part}_square_floored"], [f"{part}_norm"], {}),
+            ("Div", [f"{part}_dot", f"{part}_norm"], [f"{part}_logit"], {}),
+        ]
+    )
+    return f"{part}_logit"
+
+
+def set_binary(vectorizer: onnx.NodeProto, features: int) -> None:
+    """IDF mode with unit weights: 1 where an n-gram occurs, as sklearn's binary tf, without the
+    two Casts that binarise TF mode's counts."""
+    columns = len(onnx.helper.get_attribute_value(_attribute(vectorizer, "ngram_indexes")))
+    if columns != features:
+        raise ValueError(f"{vectorizer.name} has {columns} columns for {features} features")
+    _attribute(vectorizer, "mode").s = b"IDF"
+    weights = _attribute(vectorizer, "weights").floats
+    del weights[:]
+    weights.extend([1.0] * columns)
+
+
+def add_probabilities(graph: onnx.GraphProto, logits: list[str], intercept: float) -> None:
+    """[ham, spam] probabilities [N, 2]: the logistic of -z and z, z the parts' logits summed with
+    the intercept (LinearClassifier's LOGISTIC post-transform did the same)."""
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array(intercept, dtype=np.float32), INTERCEPT),
+        numpy_helper.from_array(np.array([[-1.0, 1.0]], dtype=np.float32), "class_signs"),
+    ])
+    graph.node.extend([
+        make_node("Sum", [*logits, INTERCEPT], ["logit"], name="logit"),
+        make_node("Mul", ["logit", "class_signs"], ["class_logits"], name="class_logits"),
+        make_node("Sigmoid", ["class_logits"], [OUTPUT], name=OUTPUT),
+    ])
+    outputs = [output for output in graph.output if output.name == OUTPUT]
+    del graph.output[:]
+    graph.output.extend(outputs)
+
+
+def _attribute(node: onnx.NodeProto, name: str) -> onnx.AttributeProto:
+    return next(attribute for attribute in node.attribute if attribute.name == name)
 
 
 def agreement(pipeline: Pipeline, classifier: SpamClassifier, texts: list[str]) -> dict[str, Any]:

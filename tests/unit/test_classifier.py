@@ -7,12 +7,15 @@ import functools
 import importlib.util
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import onnx
 import pytest
+from onnx import numpy_helper
 from scipy.stats import binomtest
 
 from trackius.settings import Settings
@@ -117,6 +120,28 @@ def test_unusual_texts_score_without_error(classifier: SpamClassifier, text: str
 def test_texts_without_tokens_are_not_spam(classifier: SpamClassifier) -> None:
     """Empty, emoji-only and punctuation-only texts stay below the threshold."""
     assert not any(classifier.is_spam(s) for s in classifier.score(["", "😀🎉🔥", "!!! ???"]))
+
+
+def test_texts_without_known_ngrams_score_the_intercept(classifier: SpamClassifier) -> None:
+    """A text with none of the model's n-grams gets the logistic of the intercept alone, as sklearn
+    leaves an all-zero row unnormalised (the graph divides 0 by a floored norm, never 0 by 0)."""
+    model = onnx.load(MODEL_DIR / "spam" / committed_manifest()["file"])
+    (intercept,) = (
+        float(numpy_helper.to_array(tensor))
+        for tensor in model.graph.initializer
+        if tensor.name == train_spam().INTERCEPT
+    )
+    expected = 1 / (1 + math.exp(-intercept))
+    assert classifier.score(["", "   \n\t ", "😀🎉🔥"]) == pytest.approx([expected] * 3, abs=1e-7)
+
+
+def test_committed_graph_has_no_dense_tail() -> None:
+    """After the vectorisers the graph works on [N, 2] sums, not on [N, vocabulary] matrices."""
+    manifest = committed_manifest()
+    model = onnx.load(MODEL_DIR / "spam" / manifest["file"])
+    ops = {node.op_type for node in model.graph.node}
+    assert ops.isdisjoint({"Cast", "Normalizer", "Concat", "LinearClassifier"})
+    assert [output.name for output in model.graph.output] == [manifest["output"]["name"]]
 
 
 def test_long_texts_are_scored_on_their_beginning(classifier: SpamClassifier) -> None:
@@ -242,3 +267,4 @@ def test_training_reproduces_the_committed_model(tmp_path: Path) -> None:
     assert retrained["split"] == committed["split"] and retrained["data"] == committed["data"]
     assert metrics["accuracy"] >= 0.985 and metrics["false_positive_rate"] <= 0.005
     assert retrained["onnx_vs_sklearn"]["decision_agreement"] == 1.0
+    assert retrained["onnx_vs_sklearn"]["max_abs_probability_difference"] < 1e-5
