@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Resolved like every path read from the environment, so a symlinked ../shared round-trips.
+SHARED_DATA = (REPO_ROOT.parent / "shared" / "data").resolve()
 
 
 class SettingsError(ValueError):
@@ -41,11 +43,11 @@ class Settings:
     # Jars resolved from Maven Central by scripts/setup.sh (shared by every state directory).
     jars_dir: Path = REPO_ROOT / ".state" / "jars"
     # Real public data and models shared by the project (never copied into the repository).
-    data_dir: Path = REPO_ROOT.parent / "shared" / "data"
+    data_dir: Path = SHARED_DATA
     # NLTK packages (punkt_tab, the perceptron tagger, the binary NE chunker), read offline.
-    nltk_data_dir: Path = REPO_ROOT.parent / "shared" / "data" / "nltk_data"
+    nltk_data_dir: Path = SHARED_DATA / "nltk_data"
     # ONNX models from the shared data (vision, audio).
-    model_dir: Path = REPO_ROOT.parent / "shared" / "data" / "models"
+    model_dir: Path = SHARED_DATA / "models"
     # Models this project trains (the spam/scam classifier), each beside its manifest.
     project_model_dir: Path = REPO_ROOT / "models"
 
