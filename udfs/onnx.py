@@ -34,7 +34,16 @@ class Session:
         self.providers = self._session.get_providers()
 
     def run(self, outputs: list[str], feeds: dict[str, Any]) -> list[Any]:
-        return on_python_thread(self._session.run, outputs, feeds)
+        return on_python_thread(_run, self._session, outputs, feeds)
+
+
+def _run(session, outputs: list[str], feeds: dict[str, Any]) -> list[Any]:
+    from onnxruntime.capi import onnxruntime_pybind11_state as failures
+
+    try:
+        return session.run(outputs, feeds)
+    except (failures.Fail, failures.InvalidArgument, failures.RuntimeException) as exc:
+        raise ModelError(f"onnxruntime failed on a batch: {exc}") from exc
 
 
 def _open(model: bytes):

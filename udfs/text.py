@@ -11,11 +11,13 @@ Pure apart from the models it is given: no I/O and no clock (the caller passes a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from importlib.metadata import version
 from pathlib import Path
 
 from schemas.content import ContentEvent
+from schemas.errors import ModelError
 from schemas.findings import Entity, SentenceSentiment, Sentiment, TextFindings
 from schemas.textnorm import fold
 from udfs.classifier import SpamClassifier
@@ -25,6 +27,7 @@ from udfs.normalize import extract, flags_of
 from udfs.query import RuleIndex, Words
 from udfs.sentiment import Vader
 
+log = logging.getLogger(__name__)
 SENTIMENT_MODEL = f"vader-{version('vaderSentiment')}"
 LANGUAGE_MODEL = f"py3langid-{version('py3langid')}"
 _NEUTRAL = Sentiment(0.0, 0.0, 1.0, 0.0)
@@ -53,15 +56,26 @@ class TextAnalyzer:
         found = [extract(text) for text in texts]
         flags = [flags_of(text, entities) for text, entities in zip(texts, found)]
         # the platform's declared language wins; texts without words have none
-        unknown = [i for i, event in enumerate(events) if event.lang is None and not _NO_WORDS.intersection(flags[i])]
+        unknown = [i for i, event in enumerate(events) if not event.lang and not _NO_WORDS.intersection(flags[i])]
         identified = dict(zip(unknown, self.languages.classify([texts[i] for i in unknown])))
         declared = [(event.lang.lower(), None) if event.lang else (None, None) for event in events]
-        spam = self.classifier.score(texts) if self.classifier is not None and texts else None
+        spam = self._spam(texts)
         return [
             self._analyse(event, texts[i], found[i], flags[i], identified.get(i, declared[i]),
                           index, analysed_at, None if spam is None else spam[i])
             for i, event in enumerate(events)
         ]
+
+    def _spam(self, texts: list[str]) -> list[float] | None:
+        """Scores of the batch, or None when the classifier is disabled or fails on this batch
+        (logged; a batch the model cannot score must not stop the job or lose the other findings)."""
+        if self.classifier is None or not texts:
+            return None
+        try:
+            return self.classifier.score(texts)
+        except ModelError as exc:
+            log.warning("spam scores skipped for a batch of %d texts: %s", len(texts), exc)
+            return None
 
     def analyse(self, event: ContentEvent, index: RuleIndex, analysed_at: int = 0) -> TextFindings:
         return self.analyse_batch([event], index, analysed_at)[0]

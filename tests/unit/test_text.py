@@ -19,6 +19,7 @@ from schemas.findings import Entity, Sentiment, TermHit, TextFindings
 from schemas.rule import Rule
 from schemas.textnorm import fold
 from trackius.settings import Settings
+from trackius.textcmd import event_for
 from udfs.languages import MAX_CHARS as LANGUAGE_HEAD
 from udfs.nlp import Nlp
 from udfs.query import RuleIndex, Words
@@ -499,3 +500,25 @@ def test_unsupported_scripts_are_flagged_and_still_analysed(text: str, term: str
 def test_hindi_terms_match_whole_words_only() -> None:
     """'भारत' (India) does not match inside 'भारतीय' (Indian), as a Latin term would not."""
     assert CORE.analyse(event("भारतीय टीम जीत गई"), index("भारत")).hits == ()
+
+
+def test_a_batch_the_classifier_cannot_score_keeps_its_other_findings(caplog) -> None:
+    """A classifier failure on one batch logs a warning and leaves that batch without spam
+    scores; the rest of the analysis is there and the next batch is scored again."""
+    from schemas.errors import ModelError
+
+    class Flaky:
+        model_id = "flaky"
+        calls = 0
+
+        def score(self, texts):
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise ModelError("onnxruntime failed on a batch: boom")
+            return [0.5] * len(texts)
+
+    core = TextAnalyzer(1000, Nlp(Settings().nltk_data_dir), classifier=Flaky())
+    first = core.analyse(event_for("I love this!", 1), RuleIndex())
+    assert first.classifiers == {} and first.sentiment.compound > 0
+    assert "spam scores skipped for a batch of 1 texts" in caplog.text
+    assert core.analyse(event_for("again", 2), RuleIndex()).classifiers == {"spam": 0.5}
