@@ -113,6 +113,9 @@ class Settings:
             raw = env.get(f"TRACKIUS_{f.name.upper()}")
             if raw is not None:
                 values[f.name] = _parse(f"TRACKIUS_{f.name.upper()}", raw, f.type)
+        if "data_dir" in values:  # the NLTK data and shared models live in the data directory
+            values.setdefault("nltk_data_dir", values["data_dir"] / "nltk_data")
+            values.setdefault("model_dir", values["data_dir"] / "models")
         topics = {}
         for f in fields(Topics):
             raw = env.get(f"TRACKIUS_TOPIC_{f.name.upper()}")

@@ -88,3 +88,12 @@ def test_to_env_only_writes_trackius_strings() -> None:
     env = Settings().to_env()
     assert all(k.startswith("TRACKIUS_") and isinstance(v, str) for k, v in env.items())
     assert "TRACKIUS_TOPICS" not in env
+
+
+def test_nltk_data_and_models_follow_the_data_dir(tmp_path) -> None:
+    """Moving the data directory (as the Docker image does) moves the NLTK data and shared models
+    with it, unless they are set themselves."""
+    moved = Settings.from_env({"TRACKIUS_DATA_DIR": str(tmp_path)})
+    assert (moved.nltk_data_dir, moved.model_dir) == (tmp_path / "nltk_data", tmp_path / "models")
+    own = Settings.from_env({"TRACKIUS_DATA_DIR": str(tmp_path), "TRACKIUS_NLTK_DATA_DIR": "/x/nltk"})
+    assert own.nltk_data_dir == Path("/x/nltk")
