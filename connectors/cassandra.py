@@ -13,7 +13,7 @@ from typing import Any
 from pyflink.datastream import KeyedProcessFunction, ProcessFunction, RuntimeContext
 
 from schemas.alert import CQL_UPSERT_ALERT, Alert, alert_row
-from schemas.codec import decode
+from schemas.codec import decode, decode_utf8
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
 from schemas.findings import CQL_UPSERT_FINDINGS, TextFindings, findings_row
@@ -40,7 +40,9 @@ class ToStoredRow(ProcessFunction):
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
         to_row, record_class = self.KINDS[self.statement]
         try:
-            yield StoredRow(self.statement, to_row(decode(record_class, bytes(value))))
+            text = decode_utf8(bytes(value))
+            # validated by decoding, stored as the JSON it arrived as (no second encoding)
+            yield StoredRow(self.statement, to_row(decode(record_class, text), text))
         except RecordError as exc:
             yield DEAD_LETTERS, dead_letter(bytes(value), "store", str(exc), self.source_topic, now_ms())
 

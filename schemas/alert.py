@@ -62,8 +62,10 @@ CQL_UPSERT_ALERT = (
 )
 
 
-def alert_row(alert: Alert) -> tuple:
+def alert_row(alert: Alert, as_json: str | None = None) -> tuple:
+    """The upsert's values; `as_json`, when the caller already has the record's JSON, is stored as is."""
     return (
         alert.rule_id, alert.times.collected_at, alert.alert_id, alert.revision,
-        alert.rule_version, alert.severity, alert.content_key, alert.times.alerted_at, encode(alert),
+        alert.rule_version, alert.severity, alert.content_key, alert.times.alerted_at,
+        as_json if as_json is not None else encode(alert),
     )

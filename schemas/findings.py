@@ -93,6 +93,7 @@ CQL_UPSERT_FINDINGS = (
 )
 
 
-def findings_row(findings: TextFindings) -> tuple:
+def findings_row(findings: TextFindings, as_json: str | None = None) -> tuple:
+    """The upsert's values; `as_json`, when the caller already has the record's JSON, is stored as is."""
     return (findings.content_key, findings.part_id, "text", findings.collected_at,
-            findings.analysed_at, encode(findings))
+            findings.analysed_at, as_json if as_json is not None else encode(findings))
