@@ -23,7 +23,6 @@ import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from bench import text_core
 from schemas.rule import Rule

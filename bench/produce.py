@@ -17,6 +17,7 @@ from connectors.kafka import producer
 from trackius.replay import paced
 from trackius.settings import Settings
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, required=True)

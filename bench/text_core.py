@@ -37,12 +37,12 @@ RESULTS = REPO_ROOT / "bench" / "results"
 
 def corpus(settings: Settings) -> list[str]:
     data = settings.data_dir
-    tweets = [line.split("\t", 2)[2] for line in
-              (data / "vader_groundtruth" / "tweets_GroundTruth.txt").read_text(encoding="utf-8", errors="replace").splitlines()
+    def lines(path: Path) -> list[str]:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+    tweets = [line.split("\t", 2)[2] for line in lines(data / "vader_groundtruth" / "tweets_GroundTruth.txt")
               if line.count("\t") >= 2]
-    sms = [line.split("\t", 1)[1] for line in
-           (data / "text_spam" / "SMSSpamCollection").read_text(encoding="utf-8", errors="replace").splitlines()
-           if "\t" in line]
+    sms = [line.split("\t", 1)[1] for line in lines(data / "text_spam" / "SMSSpamCollection") if "\t" in line]
     return tweets + sms
 
 

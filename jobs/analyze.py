@@ -24,7 +24,16 @@ from connectors.kafka import content_source, json_sink, rules_source
 from jobs.environment import execution_environment, kafka_stream, named, restore_point, shard_of, to_json
 from schemas.flink_types import json_type, record_type
 from trackius.settings import Settings
-from udfs.operators import DEAD_LETTERS, FINDINGS, RULE_ACKS, RULES_STATE, AnalyzeText, DecodeEvents, DecodeRules, EncodeByType
+from udfs.operators import (
+    DEAD_LETTERS,
+    FINDINGS,
+    RULE_ACKS,
+    RULES_STATE,
+    AnalyzeText,
+    DecodeEvents,
+    DecodeRules,
+    EncodeByType,
+)
 
 
 @dataclass

@@ -24,7 +24,10 @@ UNSEGMENTED = (
 )
 # Marks that belong to the letters of their word; Python's \w lacks them (Indic vowel signs,
 # viramas, Hebrew and Arabic points, combining accents before folding removes them).
-_MARKS = "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed\u0900-\u0963\u0966-\u0dff"
+_MARKS = (
+    "\u0300-\u036f\u0483-\u0489\u0591-\u05c7\u0610-\u061a\u064b-\u065f\u0670\u06d6-\u06ed"
+    "\u0900-\u0963\u0966-\u0dff"  # Devanagari to Sinhala, without the dandas
+)
 # Accents folded away for matching: the combining diacritics of Latin, Greek and Cyrillic only,
 # so the vowel signs and viramas of Indic scripts and Thai tone marks keep words apart.
 _DIACRITICS = re.compile("[\u0300-\u036f\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]")

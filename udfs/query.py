@@ -22,8 +22,21 @@ from dataclasses import dataclass, field
 import ahocorasick
 
 from schemas.condition import (
-    And, ClassifierCompare, EntityRef, Field, Near, Node, Not, Or, Pattern, Phrase, SentimentCompare, Term,
-    patterns_of, text_pattern, walk,
+    And,
+    ClassifierCompare,
+    EntityRef,
+    Field,
+    Near,
+    Node,
+    Not,
+    Or,
+    Pattern,
+    Phrase,
+    SentimentCompare,
+    Term,
+    patterns_of,
+    text_pattern,
+    walk,
 )
 from schemas.findings import Entity, TermHit, TextFindings
 from schemas.rule import Rule
@@ -276,11 +289,9 @@ def _field_holds(node: Field, facts: Facts) -> bool:
         return facts.platform == node.value
     if node.name == "lang":
         return (facts.findings.lang or "").split("-")[0] == node.value
-    if node.name == "domain":
-        return any(
-            entity.type == "domain" and (entity.text.lower() == node.value or entity.text.lower().endswith("." + node.value))
-            for entity in facts.findings.entities
-        )
+    if node.name == "domain":  # the domain itself or any subdomain of it
+        domains = (entity.text.lower() for entity in facts.findings.entities if entity.type == "domain")
+        return any(domain == node.value or domain.endswith("." + node.value) for domain in domains)
     actual = normalize(facts.author if node.name == "author" else facts.source).lstrip("@")
     if node.value.endswith("*"):
         return actual.startswith(node.value[:-1])
