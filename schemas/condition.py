@@ -162,6 +162,19 @@ def walk(node: Node):
             stack.extend((current.left, current.right))
 
 
+def positive(node: Node):
+    """The nodes a condition uses positively: every node not under a NOT (what an alert's
+    evidence shows)."""
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        yield current
+        if isinstance(current, (And, Or)):
+            stack.extend(current.items)
+        elif isinstance(current, Near):
+            stack.extend((current.left, current.right))
+
+
 def text_pattern(text: str, keep_sigil: bool = True, wildcard: bool = False) -> Pattern | None:
     """A term when `text` is one word, else a phrase of its words; None when it has no words."""
     found = words(text)

@@ -199,10 +199,8 @@ def _analyze(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _match(settings: Settings, args: argparse.Namespace) -> int:
-    from schemas.rule import Rule
     from trackius import textcmd
 
-    Rule("query", 1, condition=args.query)  # a syntax error stops here, with its position
     for result in textcmd.match_lines(textcmd.analyzer(settings), args.query, sys.stdin, **_metadata(args)):
         print(json.dumps(result, ensure_ascii=False), flush=True)
     return 0

@@ -46,7 +46,7 @@ class Nlp:
     def sentences(self, text: str, lang: str | None) -> list[tuple[int, int]]:
         if not _INNER_END.search(text):
             stripped = text.strip()
-            start = text.find(stripped[:1]) if stripped else 0
+            start = len(text) - len(text.lstrip())
             return [(start, start + len(stripped))] if stripped else []
         splitter = self._splitter(_PUNKT_LANGUAGES.get(lang or "en", "english"))
         if splitter is None:

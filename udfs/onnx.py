@@ -37,24 +37,28 @@ class Session:
         return on_python_thread(_run, self._session, outputs, feeds)
 
 
-def _run(session, outputs: list[str], feeds: dict[str, Any]) -> list[Any]:
-    from onnxruntime.capi import onnxruntime_pybind11_state as failures
+def _failures() -> tuple[type[Exception], ...]:
+    """onnxruntime's own errors (not Python's RuntimeError: they derive from Exception)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
 
+    return (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf,
+            state.NotImplemented, state.RuntimeException)
+
+
+def _run(session, outputs: list[str], feeds: dict[str, Any]) -> list[Any]:
     try:
         return session.run(outputs, feeds)
-    except (failures.Fail, failures.InvalidArgument, failures.RuntimeException) as exc:
+    except _failures() as exc:
         raise ModelError(f"onnxruntime failed on a batch: {exc}") from exc
 
 
 def _open(model: bytes):
     import onnxruntime as ort
-    from onnxruntime.capi import onnxruntime_pybind11_state as failures
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     try:
         return ort.InferenceSession(model, options, providers=providers())
-    except (failures.Fail, failures.InvalidArgument, failures.InvalidGraph, failures.InvalidProtobuf,
-            failures.NotImplemented) as exc:
+    except _failures() as exc:
         raise ModelError(f"onnxruntime cannot open the model: {exc}") from exc

@@ -15,6 +15,7 @@ per text follows the text and its hits, not the number of rules.
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ from schemas.condition import (
     Phrase,
     SentimentCompare,
     Term,
+    parse,
     patterns_of,
+    positive,
     text_pattern,
     walk,
 )
@@ -42,10 +45,8 @@ from schemas.findings import Entity, TermHit, TextFindings
 from schemas.rule import Rule
 from schemas.textnorm import SIGILS, WORD, Folded, normalize
 
-_COMPARE = {
-    ">": lambda a, b: a > b, ">=": lambda a, b: a >= b, "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b, "=": lambda a, b: a == b, "!=": lambda a, b: a != b,
-}
+_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "=": operator.eq,
+            "!=": operator.ne}
 _NOT_BEFORE_A_TAG = set("/.:&=?#@$-_")
 _SIGIL_TYPES = {"$": "ticker", "@": "account"}  # a rule's $term or @term is a tracked name
 
@@ -177,8 +178,6 @@ class RuleIndex:
     """The active rules, compiled: one scanner for all their terms and names, rules by anchor."""
 
     def __init__(self, rules: Iterable[Rule] = ()) -> None:
-        from schemas.condition import parse
-
         self.rules: list[CompiledRule] = []
         patterns: set[Pattern] = set()
         tracked: set[tuple[str, str, str]] = set()
@@ -243,29 +242,13 @@ def holds(node: Node, facts: Facts) -> bool:
 
 def evidence_hits(node: Node, facts: Facts) -> tuple[TermHit, ...]:
     """The hits of the terms the condition uses positively (not under NOT)."""
-    wanted: set[str] = set()
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, (Term, Phrase)):
-            wanted.add(current.label)
-        elif isinstance(current, (And, Or)):
-            stack.extend(current.items)
-        elif isinstance(current, Near):
-            stack.extend((current.left, current.right))
+    wanted = {current.label for current in positive(node) if isinstance(current, (Term, Phrase))}
     return tuple(hit for hit in facts.findings.hits if hit.term in wanted)
 
 
 def uses_sentiment(node: Node) -> bool:
     """Whether the condition asks for a sentiment positively (not under NOT)."""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, SentimentCompare):
-            return True
-        if isinstance(current, (And, Or)):
-            stack.extend(current.items)
-    return False
+    return any(isinstance(current, SentimentCompare) for current in positive(node))
 
 
 def _positions(node: Node, facts: Facts) -> list[tuple[int, int]]:
@@ -301,7 +284,7 @@ def _field_holds(node: Field, facts: Facts) -> bool:
 def _is_entity(entity: Entity, ref: EntityRef) -> bool:
     if ref.type is not None:
         return entity.type == ref.type
-    return normalize(entity.name or entity.text) == ref.name or normalize(entity.text) == ref.name
+    return ref.name == normalize(entity.text) or (entity.name is not None and ref.name == normalize(entity.name))
 
 
 def _anchors(node: Node) -> set[str] | None:
