@@ -110,19 +110,22 @@ def _run_feed_and_replay(settings: Settings, lines: list[bytes], rate: float, du
 
 
 def _replay_forever(settings: Settings, lines: list[bytes], rate: float, stop: threading.Event) -> None:
-    """Replay the samples in rounds, with fresh content keys each round so rules fire again."""
+    """Replay the samples in rounds, with content keys fresh for each round of each demo run:
+    the job and the fan-out drop an alert they have already sent (same rule, same content), so
+    keys reused from an earlier round or an earlier demo would never alert again."""
+    run = int(time.time()) % 100_000
     round_no = 0
     while not stop.is_set():
-        replay(settings, [_with_round(line, round_no) for line in lines], rate, stop=stop)
+        replay(settings, [_with_round(line, f"d{run}r{round_no}") for line in lines], rate, stop=stop)
         round_no += 1
 
 
-def _with_round(line: bytes, round_no: int) -> bytes:
+def _with_round(line: bytes, suffix: str) -> bytes:
     try:
         record = json.loads(line)
     except ValueError:
         return line  # a malformed sample stays malformed: it shows the dead-letter path
-    if round_no and isinstance(record, dict) and isinstance(record.get("content_key"), str):
-        record["content_key"] += f"-r{round_no}"
+    if isinstance(record, dict) and isinstance(record.get("content_key"), str):
+        record["content_key"] += f"-{suffix}"
         return json.dumps(record, ensure_ascii=False).encode()
     return line
