@@ -5,6 +5,7 @@
     │   └── RuleError          a rule is invalid (names the rule and, for syntax, the position)
     ├── ConfigError            a setting or a configuration file is unusable
     ├── ModelError             a model is missing or failed to run
+    ├── MediaError             a media part could not be fetched or decoded (becomes a finding)
     └── DeliveryError          an alert could not be delivered to a receiver
 
 A RecordError is about data and never stops a job: the record goes to the dead-letter topic.
@@ -44,6 +45,18 @@ class ConfigError(TrackiusError):
 
 class ModelError(TrackiusError):
     """A model is missing or failed to run."""
+
+
+class MediaError(TrackiusError):
+    """A media part could not be fetched or decoded. `code` is a short stable name for machines
+    ("timeout", "too_large", "http_status", "not_media", "corrupt", "bomb", ...); the message
+    says what happened in words. It becomes the part's finding, never a crash or a dead letter:
+    the rest of the content is still analysed."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.detail = message
 
 
 class DeliveryError(TrackiusError):
