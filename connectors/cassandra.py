@@ -7,6 +7,7 @@ batch before dropping them: a checkpoint can never cover a row that is still in 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -17,6 +18,7 @@ from schemas.codec import decode, decode_utf8
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
 from schemas.findings import CQL_UPSERT_FINDINGS, TextFindings, findings_row
+from schemas.media import MediaFindings, media_row
 from schemas.pipeline import StoredRow
 from trackius.settings import Settings
 from udfs.batching import MicroBatch
@@ -31,20 +33,31 @@ class ToStoredRow(ProcessFunction):
     The store job must not fail on data either: anything on the topic that is not a valid
     record of its kind (another producer, an old schema) becomes a dead letter."""
 
-    KINDS = {"alert": (alert_row, Alert), "findings": (findings_row, TextFindings)}
-
     def __init__(self, statement: str, source_topic: str) -> None:
         self.statement = statement
         self.source_topic = source_topic
 
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        to_row, record_class = self.KINDS[self.statement]
         try:
             text = decode_utf8(bytes(value))
             # validated by decoding, stored as the JSON it arrived as (no second encoding)
-            yield StoredRow(self.statement, to_row(decode(record_class, text), text))
+            yield StoredRow(self.statement, row_of(self.statement, text))
         except RecordError as exc:
             yield DEAD_LETTERS, dead_letter(bytes(value), "store", str(exc), self.source_topic, now_ms())
+
+
+def row_of(statement: str, text: str) -> tuple:
+    """The upsert values of one record's JSON. findings.v1 carries text findings and media
+    findings (images, videos): a media record is the one with a `kind`."""
+    if statement == "alert":
+        return alert_row(decode(Alert, text), text)
+    try:
+        raw = json.loads(text)
+    except ValueError as exc:
+        raise RecordError(f"malformed JSON: {exc}") from exc
+    if isinstance(raw, dict) and "kind" in raw:
+        return media_row(decode(MediaFindings, raw), text)
+    return findings_row(decode(TextFindings, raw), text)
 
 
 class CassandraWriter:

@@ -23,6 +23,13 @@ def rules_source(settings: Settings) -> Any:
     return _source(settings, settings.topics.rules, f"{settings.job_name}-rules", committed=False)
 
 
+def refs_source(settings: Settings) -> Any:
+    """Reference change notices. Operators load every reference from Cassandra when they open, so
+    the notices only have to cover what changed since; a first start reads them all (cheap and
+    idempotent) rather than risk missing a reference added while the job was starting."""
+    return _source(settings, settings.topics.refs, f"{settings.job_name}-refs", committed=True)
+
+
 def stored_source(settings: Settings, topic: str) -> Any:
     """Records the job itself produced, read back for Cassandra (resumes from committed offsets)."""
     return _source(settings, topic, settings.job_name, committed=True)
@@ -88,24 +95,24 @@ def json_sink(settings: Settings, topic: str) -> Any:
 
 
 def producer(settings: Settings, **overrides: Any) -> KafkaProducer:
-    options = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
-        max_request_size=settings.max_message_bytes,
-        linger_ms=0,
-        acks=1,
-    )
+    options = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "max_request_size": settings.max_message_bytes,
+        "linger_ms": 0,
+        "acks": 1,
+    }
     options.update(overrides)
     return KafkaProducer(**options)
 
 
 def consumer(settings: Settings, *topics: str, **overrides: Any) -> KafkaConsumer:
-    options = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
-        max_partition_fetch_bytes=settings.max_message_bytes,
-        fetch_max_bytes=settings.max_message_bytes,
-        fetch_max_wait_ms=10,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    options = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "max_partition_fetch_bytes": settings.max_message_bytes,
+        "fetch_max_bytes": settings.max_message_bytes,
+        "fetch_max_wait_ms": 10,
+        "auto_offset_reset": "earliest",
+        "enable_auto_commit": False,
+    }
     options.update(overrides)
     return KafkaConsumer(*topics, **options)

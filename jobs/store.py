@@ -21,7 +21,14 @@ from pyflink.common import Types
 
 from connectors.cassandra import ToStoredRow, WriteCassandra
 from connectors.kafka import json_sink, stored_source
-from jobs.environment import execution_environment, kafka_stream, named, restore_point, shard_of, to_json
+from jobs.environment import (
+    execution_environment,
+    kafka_stream,
+    named,
+    restore_point,
+    shard_of,
+    to_json,
+)
 from schemas.flink_types import record_type
 from trackius.settings import Settings
 from udfs.operators import DEAD_LETTERS

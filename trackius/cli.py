@@ -1,4 +1,5 @@
-"""The `trackius` command line: the local stack, the job, rules, replay, the feed and the demo.
+"""The `trackius` command line: the local stack, the job, rules, references, replay, the feed,
+the analysis of single inputs and the demo.
 
 Every subcommand reads settings once from the environment (TRACKIUS_*), and errors of ours
 print one precise line and exit 2 instead of a traceback.
@@ -68,9 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     admin.set_defaults(run=_admin)
 
     analyze = commands.add_parser("analyze", help="the findings the job computes for one input")
-    analyze.add_argument("modality", choices=["text"])
-    analyze.add_argument("text", help="the text to analyse")
-    analyze.add_argument("--rules", type=Path, help="a YAML rules file whose terms and names to look for")
+    analyze.add_argument("modality", choices=["text", "image", "video"])
+    analyze.add_argument("input", nargs="+", help="text: the text; image, video: files or URLs")
+    analyze.add_argument("--rules", type=Path, help="a YAML rules file whose terms and names to look for "
+                                                    "(image: also reads the text in the image)")
+    analyze.add_argument("--refs", type=Path, help="image, video: a directory of reference images to look for")
+    analyze.add_argument("--progress", action="store_true", help="video: print partial findings as they come")
     _content_options(analyze)
     analyze.set_defaults(run=_analyze)
 
@@ -79,11 +83,26 @@ def _parser() -> argparse.ArgumentParser:
     _content_options(match)
     match.set_defaults(run=_match)
 
-    evaluate = commands.add_parser("eval", help="measure the text models on labelled data")
-    evaluate.add_argument("target", choices=["sentiment", "spam"])
-    evaluate.add_argument("--data", type=Path, required=True,
+    evaluate = commands.add_parser("eval", help="measure the models on labelled data")
+    evaluate.add_argument("target", choices=["sentiment", "spam", "image-id"])
+    evaluate.add_argument("--data", type=Path,
                           help="sentiment: id<TAB>rating -4..4<TAB>text; spam: label<TAB>text (ham/spam)")
+    evaluate.add_argument("--refs", type=Path, help="image-id: a directory of reference images")
+    evaluate.add_argument("--negatives", type=Path,
+                          help="image-id: a directory of images and videos that show none of the references")
+    evaluate.add_argument("--seed", type=int, default=0, help="image-id: seed of the distortions (default 0)")
     evaluate.set_defaults(run=_eval)
+    identify = commands.add_parser("identify", help="which reference image each file shows")
+    identify.add_argument("kind", choices=["image"])
+    identify.add_argument("files", nargs="+", type=Path)
+    identify.add_argument("--refs", type=Path, required=True, help="a directory of reference images")
+    identify.set_defaults(run=_identify)
+    refs = commands.add_parser("refs", help="add, remove or list tracked reference media (Cassandra + refs.v1)")
+    refs.add_argument("action", choices=["add", "remove", "list"])
+    refs.add_argument("targets", nargs="*", help="add: files; remove: ref ids")
+    refs.add_argument("--kind", choices=["image", "audio"], required=True)
+    refs.add_argument("--name", help="add: the reference's name (default: the file name)")
+    refs.set_defaults(run=_refs)
 
     demo = commands.add_parser("demo", help="stack + job + fan-out + sample rules and events, alerts printed live")
     demo.add_argument("--rate", type=float, default=5.0, help="sample events per second (default 5)")
@@ -192,8 +211,14 @@ def _analyze(settings: Settings, args: argparse.Namespace) -> int:
     from trackius import textcmd
     from udfs.query import RuleIndex
 
+    if args.modality != "text":
+        from trackius.mediacmd import analyze
+
+        for line in analyze(settings, args.modality, args.input, args.progress, args.rules, args.refs):
+            print(line, flush=True)
+        return 0
     rules = load_rules_yaml(args.rules.read_text(encoding="utf-8"), str(args.rules)) if args.rules else []
-    event = textcmd.event_for(args.text, 0, **_metadata(args))
+    event = textcmd.event_for(" ".join(args.input), 0, **_metadata(args))
     print(encode(textcmd.analyzer(settings).analyse(event, RuleIndex(rules))))
     return 0
 
@@ -209,7 +234,9 @@ def _match(settings: Settings, args: argparse.Namespace) -> int:
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from trackius import textcmd
 
-    if not args.data.is_file():
+    if args.target == "image-id":
+        return _eval_image_id(settings, args)
+    if args.data is None or not args.data.is_file():
         raise ConfigError(f"--data {args.data}: no such file")
     if args.target == "sentiment":
         result = textcmd.eval_sentiment(textcmd.analyzer(settings), args.data)
@@ -221,6 +248,39 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
             raise ConfigError(f"the spam classifier under {settings.project_model_dir} is missing or invalid")
         result = evaluate(classifier, read_labelled(args.data))
     print(json.dumps(result))
+    return 0
+
+
+def _eval_image_id(settings: Settings, args: argparse.Namespace) -> int:
+    from trackius.imageid import evaluate
+
+    for name in ("refs", "negatives"):
+        if getattr(args, name) is None or not getattr(args, name).is_dir():
+            raise ConfigError(f"eval image-id: --{name} must be a directory")
+    print(json.dumps(evaluate(args.refs, args.negatives, settings.model_dir, seed=args.seed)))
+    return 0
+
+
+def _identify(settings: Settings, args: argparse.Namespace) -> int:
+    from trackius.imageid import identify
+
+    if not args.refs.is_dir():
+        raise ConfigError(f"--refs {args.refs}: not a directory")
+    for result in identify(args.refs, args.files, settings.model_dir):
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+def _refs(settings: Settings, args: argparse.Namespace) -> int:
+    from trackius.mediacmd import refs_command
+    from trackius.refs_client import RefsFailed
+
+    try:
+        for line in refs_command(settings, args.action, args.kind, args.targets, args.name):
+            print(line, flush=True)
+    except RefsFailed as failed:
+        print(f"trackius: {failed}", file=sys.stderr)
+        return 1
     return 0
 
 

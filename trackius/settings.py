@@ -50,6 +50,8 @@ class Settings:
     model_dir: Path = SHARED_DATA / "models"
     # Models this project trains (the spam/scam classifier), each beside its manifest.
     project_model_dir: Path = REPO_ROOT / "models"
+    # The OCR models, fetched by scripts/setup.sh (see scripts/fetch-ocr-models.sh).
+    ocr_model_dir: Path = REPO_ROOT / "models" / "ocr"
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_controller_port: int = 19093
@@ -87,7 +89,34 @@ class Settings:
     # Texts longer than this are analysed truncated and flagged.
     max_text_chars: int = 20_000
     dedup_ttl_s: int = 24 * 3600
+
+    # Media parts (images, videos): fetching. A fetch that takes longer than the timeout in all
+    # (connect, headers and body together) fails; bodies above the cap are refused.
+    media_fetch_timeout_ms: int = 5000
+    media_max_bytes: int = 20 * 1024 * 1024
+    media_fetch_workers: int = 8
+    media_cache_items: int = 256
+    media_cache_bytes: int = 64 * 1024 * 1024
+    # Decoding: images are downscaled to this longest side; above this many pixels (after early
+    # JPEG downscaling) an image is refused as a decompression bomb.
+    image_max_side: int = 1280
+    image_max_pixels: int = 40_000_000
+    # Visual analysis micro-batches (MobileNetV2 batches; the detectors run per image).
+    media_batch_size: int = 8
+    media_batch_max_wait_ms: int = 5
+    # How often the operator collects finished parts from its background threads.
+    media_poll_ms: int = 5
+    # Videos: one frame per interval plus shot changes, at most this many frames per part.
+    video_every_ms: int = 1000
+    video_max_frames: int = 300
+    # Tracked reference images: "cassandra" loads them at start and follows refs.v1;
+    # "none" starts with no references (topologies tested without a Cassandra).
+    refs_store: str = "cassandra"
     job_name: str = "trackius-analyze"
+
+    @property
+    def vision_manifest(self) -> Path:
+        return self.project_model_dir / "vision" / "manifest.json"
 
     topics: Topics = field(default_factory=Topics)
 

@@ -1,12 +1,13 @@
 """Thin Flink adapters around the pure cores: open() builds, process hands over, side outputs carry
 the errors. Clocks are read here, never in the cores.
 
-    DecodeEvents    raw bytes            -> Ingested               | dead letters
+    DecodeEvents    raw bytes            -> Ingested               | dead letters, media events
     DecodeRules     raw bytes            -> Rule                   | dead letters
     AnalyzeText     Ingested (by shard)  -> Alert (new ones only), TextFindings, RuleAck
                     micro-batched text analysis (udfs/text.py), rule evaluation through the
                     compiled rule index, and dedup (+ rules broadcast)
-    EncodeByType    Alert | TextFindings | RuleAck -> alert JSON | findings JSON, rule ack JSON
+    EncodeByType    Alert | TextFindings | MediaFindings | RuleAck
+                    -> alert JSON | findings JSON, rule ack JSON
 """
 
 from __future__ import annotations
@@ -15,10 +16,16 @@ import gc
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 from pyflink.common import Types
-from pyflink.datastream import KeyedBroadcastProcessFunction, OutputTag, ProcessFunction, RuntimeContext
+from pyflink.datastream import (
+    KeyedBroadcastProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+)
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
 
 from schemas.alert import Alert
@@ -26,8 +33,9 @@ from schemas.codec import encode
 from schemas.content import decode_event
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
-from schemas.findings import TextFindings
+from schemas.findings import TEXT_PART, TextFindings
 from schemas.flink_types import json_type, record_type
+from schemas.media import MediaFindings
 from schemas.pipeline import Analysed, Ingested
 from schemas.rule import Rule, RuleAck, decode_rule
 from trackius.settings import Settings
@@ -39,10 +47,12 @@ SWITCH_INTERVAL_S = 0.0001
 DEAD_LETTERS = OutputTag("dead-letters", record_type())
 RULE_ACKS = OutputTag("rule-acks", json_type())
 FINDINGS = OutputTag("findings", json_type())
+MEDIA_EVENTS = OutputTag("media-events", record_type())  # events with image or video parts
+VISUAL_KINDS = frozenset({"image", "video"})
 RULES_STATE = MapStateDescriptor("rules", Types.STRING(), record_type())
 # Every operator that holds rules acknowledges each version; `trackius rules apply --wait` waits
 # for all of them, so a rule is applied everywhere before it reports success.
-RULE_HOLDERS = ("analyze-text",)
+RULE_HOLDERS = ("analyze-text", "analyze-media")
 
 
 def now_ms() -> int:
@@ -83,10 +93,14 @@ class DecodeEvents(ProcessFunction):
     def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
         self.events_in.inc()
         try:
-            yield Ingested(decode_event(bytes(value)), now_ms())
+            ingested = Ingested(decode_event(bytes(value)), now_ms())
         except RecordError as exc:
             self.dead_letters.inc()
             yield DEAD_LETTERS, dead_letter(bytes(value), "decode", str(exc), self.source_topic, now_ms())
+            return
+        yield ingested
+        if any(part.kind in VISUAL_KINDS for part in ingested.event.parts):
+            yield MEDIA_EVENTS, ingested
 
 
 class DecodeRules(ProcessFunction):
@@ -172,6 +186,8 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
         book = self._rules(ctx)
         analysed_at = now_ms()
         findings = self.analyzer.analyse_batch([item.event for item in items], book.index, analysed_at)
+        findings = [found if item.part_id == TEXT_PART else replace(found, part_id=item.part_id)
+                    for item, found in zip(items, findings)]
         self.batch.record(len(items), analysed_at - min(item.ingested_at for item in items))
         for item, found in zip(items, findings):
             yield found
@@ -193,7 +209,7 @@ class EncodeByType(ProcessFunction):
     def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
         if isinstance(value, Alert):
             yield encode(value)
-        elif isinstance(value, TextFindings):
+        elif isinstance(value, (TextFindings, MediaFindings)):
             yield FINDINGS, encode(value)
         else:
             yield RULE_ACKS, encode(value)

@@ -4,31 +4,39 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw, ImageFont
 
 from jobs.analyze import topology
 from jobs.environment import execution_environment
 from schemas.codec import encode
 from schemas.flink_types import json_type, record_type
 from schemas.rule import Rule
-from trackius.settings import Settings
+from trackius.settings import SHARED_DATA, Settings
 
 pytestmark = pytest.mark.job
 
 
 class DelayFirst:
     """Holds the first event back so the rules (a separate bounded source) are broadcast first,
-    after AnalyzeText has opened (it loads its models for a few seconds)."""
+    after AnalyzeText has opened (it loads its models for a few seconds); holds the end of the
+    input back after the last event, so that media parts, analysed on the operator's own
+    threads, are collected before the bounded job finishes."""
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, last: int, tail_seconds: float = 6.0) -> None:
         self.seconds = seconds
-        self.waited = False
+        self.last = last
+        self.tail_seconds = tail_seconds
+        self.seen = 0
 
     def __call__(self, value: str) -> bytes:
-        if not self.waited:
+        if self.seen == 0:
             time.sleep(self.seconds)
-            self.waited = True
+        self.seen += 1
+        if self.seen == self.last:
+            time.sleep(self.tail_seconds)
         return as_bytes(value)
 
 
@@ -44,10 +52,10 @@ def event(key: str, text: str, **extra: object) -> bytes:
 
 
 def run(events: list[bytes], rules: list[Rule]) -> dict[str, list[dict]]:
-    settings = Settings().replace(batch_size=1, parallelism=1, flink_rest_port=0)
+    settings = Settings().replace(batch_size=1, parallelism=1, flink_rest_port=0, refs_store="none")
     env = execution_environment(settings)
     event_stream = env.from_collection([e.decode("latin-1") for e in events], json_type()).map(
-        DelayFirst(10.0), record_type())
+        DelayFirst(10.0, len(events)), record_type())
     rule_stream = env.from_collection([encode(r) for r in rules], json_type()).map(as_bytes, record_type())
     out = topology(event_stream, rule_stream, settings)
     tagged = (
@@ -63,8 +71,20 @@ def run(events: list[bytes], rules: list[Rule]) -> dict[str, list[dict]]:
     return results
 
 
+def _sign(path: Path) -> Path:
+    """A picture of a sign that says what the outage rule looks for."""
+    image = Image.new("RGB", (640, 220), "white")
+    ImageDraw.Draw(image).text((20, 70), "BINANCE IS DOWN", fill="black", font=ImageFont.load_default(size=48))
+    image.save(path)
+    return path
+
+
 @pytest.fixture(scope="module")
-def results() -> dict[str, list]:
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
+    sign = _sign(tmp_path_factory.mktemp("media") / "sign.png")
+    parts = [{"part_id": "photo", "kind": "image", "uri": (SHARED_DATA / "images/ultralytics/bus.jpg").as_uri()},
+             {"part_id": "sign", "kind": "image", "uri": sign.as_uri()},
+             {"part_id": "lost", "kind": "image", "uri": "file:///nonexistent/picture.jpg"}]
     rules = [
         Rule("doge", 1, condition="$doge AND sentiment > 0.3", severity="high"),
         Rule("outage", 1, condition='binance AND ("withdrawals paused" OR down)'),
@@ -79,6 +99,8 @@ def results() -> dict[str, list]:
         b'{"content_key": "x:4", "platform": ',
         event("myspace:5", "unknown platform"),
         b"\xff\xfe not utf-8",
+        event("x:6", "just a photo of my commute", parts=parts),
+        event("x:7", "the last event, held back while the media of x:6 are analysed"),
     ]
     return run(events, rules)
 
@@ -86,7 +108,7 @@ def results() -> dict[str, list]:
 def test_matching_events_alert_once_per_rule_and_content(results: dict) -> None:
     """Each (rule, content) fires one alert, with a deterministic id and its evidence."""
     fired = sorted((a["rule_id"], a["content_key"]) for a in results["alert"])
-    assert fired == [("doge", "x:1"), ("outage", "x:2")]
+    assert fired == [("doge", "x:1"), ("outage", "x:2"), ("outage", "x:6")]
     doge = next(a for a in results["alert"] if a["rule_id"] == "doge")
     assert [hit["term"] for hit in doge["evidence"]["hits"]] == ["$doge"]
     assert doge["evidence"]["sentiment"] > 0.3
@@ -111,10 +133,26 @@ def test_every_decoded_event_has_findings(results: dict) -> None:
     by_key = {}
     for found in results["findings"]:
         by_key.setdefault(found["content_key"], []).append(found)
-    assert sorted(by_key) == ["x:1", "x:2", "x:3"] and len(by_key["x:1"]) == 2
+    by_key = {key: [f for f in found if "kind" not in f] for key, found in by_key.items()}
+    assert sorted(by_key) == ["x:1", "x:2", "x:3", "x:6", "x:7"] and len(by_key["x:1"]) == 2
     assert by_key["x:3"][0]["sentiment"]["compound"] < 0
     assert {hit["term"] for hit in by_key["x:2"][0]["hits"]} == {"binance", "withdrawals paused", "down"}
     assert all(found["collected_at"] == 2 and found["analysed_at"] > 0 for found in results["findings"])
+
+
+def test_media_parts_get_findings_good_or_bad(results: dict) -> None:
+    """Each image part gets final findings: objects for the photo, the reason for the lost one."""
+    media = {f["part_id"]: f for f in results["findings"] if f.get("kind") == "image" and f["status"] != "partial"}
+    assert set(media) == {"photo", "sign", "lost"}
+    assert {"bus", "person"} <= {d["label"] for d in media["photo"]["objects"]}
+    assert media["lost"]["status"] == "error" and media["lost"]["failure"]["stage"] == "fetch"
+
+
+def test_text_in_an_image_fires_text_rules(results: dict) -> None:
+    """The sign's text is read (a rule looks for terms), analysed as text of that part, and fires."""
+    sign_text = [f for f in results["findings"] if f.get("part_id") == "sign" and "kind" not in f]
+    assert sign_text and {h["term"] for h in sign_text[0]["hits"]} >= {"binance", "down"}
+    assert ("outage", "x:6") in {(a["rule_id"], a["content_key"]) for a in results["alert"]}
 
 
 def test_store_topology_maps_records_to_upserts() -> None:

@@ -184,8 +184,8 @@ def test_phrase_words_are_normalised() -> None:
         ('lang:""', "lang: needs a value", 0),
         ("hashtag:two words", "expected AND, OR or NEAR/n before 'words'", 12),
         ("entity(", "unexpected end of condition", 7),
-        ("entity(robot)", "entity() takes a \"name\" or one of name, person, org, brand, product, place, "
-         "account, ticker, url, domain, mention, hashtag, cashtag, emoji", 7),
+        ("entity(robot)", ("entity() takes a \"name\" or one of name, person, org, brand, product, place, "
+         "account, ticker, url, domain, mention, hashtag, cashtag, emoji"), 7),
         ('entity("x" y', 'entity( is never closed', 0),
         ('""', "empty phrase", 0),
         ("a AND !b", "unexpected character '!'", 6),

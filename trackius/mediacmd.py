@@ -1,0 +1,124 @@
+"""The media commands: `analyze image|video FILE`, `identify image`, `eval image-id` and `refs`.
+
+`analyze` runs the job's own pipeline (udfs/media_pipeline.py) on a local file or a URL and
+prints the findings JSON the job would publish, one line per result (a video's partial findings
+first when --progress is given). Everything here is a thin shell around the cores.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from schemas.codec import encode
+from schemas.content import ContentEvent, MediaPart
+from schemas.errors import ConfigError
+from trackius.settings import Settings
+
+CLI_KEY = "rss:cli"
+
+
+def uri_of(target: str) -> str:
+    """A URL as given; a path as a file:// URI (so the job's fetcher reads it, checks included)."""
+    if "://" in target or target.startswith("data:"):
+        return target
+    path = Path(target).expanduser().resolve()
+    if not path.exists():
+        raise ConfigError(f"{target}: no such file")
+    return path.as_uri()
+
+
+def analyze(settings: Settings, kind: str, targets: list[str], progress: bool = False,
+            rules: Path | None = None, refs: Path | None = None) -> Iterator[str]:
+    from udfs.media_operators import build_pipeline
+    from udfs.media_pipeline import MediaText, PartRequest
+
+    pipeline = build_pipeline(settings)
+    try:
+        if refs is not None:
+            index_directory(pipeline.analyzer, refs, settings)
+        text = _text_analysis(settings, rules) if rules is not None else None
+        pipeline.ocr_wanted = text is not None
+        requests = [PartRequest(CLI_KEY, CLI_KEY, MediaPart(f"part-{i}", kind, uri_of(target)))
+                    for i, target in enumerate(targets)]
+        for result in pipeline.run(requests, timeout_s=600):
+            if isinstance(result, MediaText):
+                if text is not None and result.text.strip():
+                    yield encode(text(result))
+            elif progress or result.status != "partial":
+                yield encode(result)
+    finally:
+        pipeline.close()
+
+
+def _text_analysis(settings: Settings, rules: Path) -> Any:
+    """The text findings of the text read in an image, as the job's text analysis computes them."""
+    from dataclasses import replace
+
+    from schemas.rule import load_rules_yaml
+    from udfs.rules import RuleBook
+    from udfs.text import TextAnalyzer
+
+    book = RuleBook.of(load_rules_yaml(rules.read_text(encoding="utf-8"), source=str(rules)))
+    analyzer = TextAnalyzer.create(settings.max_text_chars, settings.nltk_data_dir, settings.project_model_dir)
+
+    def analyse(read: Any) -> Any:
+        event = ContentEvent(CLI_KEY, "rss", "cli", "", 0, 0, text=read.text)
+        return replace(analyzer.analyse(event, book.index), part_id=read.part_id)
+
+    return analyse
+
+
+def index_directory(analyzer: Any, refs: Path, settings: Settings) -> int:
+    """Sign every image in `refs` and add it to the analyzer's index (named by file name)."""
+    from schemas.errors import MediaError
+
+    sign = analyzer.signer(settings.image_max_side, settings.image_max_pixels)
+    from udfs.known_images import signature_from_bytes
+
+    added = 0
+    for path in sorted(p for p in refs.iterdir() if p.is_file()):
+        try:
+            signature, _ = sign("image", path.read_bytes())
+        except MediaError:
+            continue
+        analyzer.index.add(path.name, path.name, signature_from_bytes(signature))
+        added += 1
+    return added
+
+
+def refs_command(settings: Settings, action: str, kind: str, targets: list[str], name: str | None) -> Iterator[str]:
+    """JSON lines of what was done; raises RefsFailed (after doing the rest) if an item failed."""
+    from trackius import refs_client
+
+    if action == "list":
+        for reference in refs_client.list_refs(settings, kind):
+            yield encode(reference)
+        return
+    if not targets:
+        raise ConfigError(f"trackius refs {action}: give {'files' if action == 'add' else 'ref ids'}")
+    try:
+        if action == "remove":
+            done = refs_client.remove(settings, kind, targets)
+        else:
+            done = refs_client.add(settings, kind, [Path(t) for t in targets], _signer(settings, kind), name=name)
+    except refs_client.RefsFailed as failed:
+        yield from _done_lines(action, failed.done)
+        raise
+    yield from _done_lines(action, done)
+
+
+def _done_lines(action: str, done: list[Any]) -> Iterator[str]:
+    for item in done:
+        yield json.dumps({"ref_id": item, "removed": True}) if action == "remove" else encode(item)
+
+
+def _signer(settings: Settings, kind: str) -> Any:
+    if kind != "image":
+        raise ConfigError(f"references of kind {kind!r} are not supported yet (image only)")
+    from udfs.visual import VisualAnalyzer
+
+    analyzer = VisualAnalyzer.create(settings.model_dir, settings.vision_manifest)
+    return analyzer.signer(settings.image_max_side, settings.image_max_pixels)

@@ -1,0 +1,240 @@
+"""Thin Flink adapters of the visual analysis (the core is udfs/media_pipeline.py + udfs/visual.py).
+
+    DecodeRefNotices  raw bytes (refs.v1) -> RefNotice | dead letters
+    AnalyzeMedia      Ingested with image/video parts (by shard), + rules and ref notices (broadcast)
+                      -> MediaFindings (partial and final), Ingested (text read in images), RuleAck
+    RouteMedia        Ingested -> main (to the text analysis); MediaFindings, RuleAck -> JSON sides
+
+Fetching, decoding and the models run on the pipeline's own threads: the operator hands parts
+over and collects what is ready on a short processing-time timer, so a slow server or a long
+video never holds up the job. Parts wait in keyed state until their final findings are out: after
+a restore, the first timer of a shard resubmits whatever its state still holds.
+References are loaded from Cassandra when the operator opens and kept current by the notices; the
+index lives in memory only (an index of 100,000 images must not ride in broadcast state).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from pyflink.common import Types
+from pyflink.datastream import KeyedBroadcastProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream.state import MapStateDescriptor
+
+from schemas.codec import encode
+from schemas.deadletter import dead_letter
+from schemas.errors import RecordError
+from schemas.flink_types import record_type
+from schemas.media import MediaFindings
+from schemas.pipeline import Ingested
+from schemas.refs import RefNotice, decode_notice
+from schemas.rule import RuleAck
+from trackius.settings import Settings
+from udfs.operators import (
+    DEAD_LETTERS,
+    FINDINGS,
+    RULE_ACKS,
+    RULE_HOLDERS,
+    VISUAL_KINDS,
+    now_ms,
+    share_the_interpreter_fairly,
+    subtask_of,
+)
+from udfs.rules import RuleBook
+from udfs.threads import on_python_thread
+
+log = logging.getLogger(__name__)
+MEDIA_RULES_STATE = MapStateDescriptor("media-rules", Types.STRING(), record_type())
+
+
+class DecodeRefNotices(ProcessFunction):
+    def __init__(self, source_topic: str) -> None:
+        self.source_topic = source_topic
+
+    def process_element(self, value: bytes, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        try:
+            yield decode_notice(bytes(value))
+        except RecordError as exc:
+            yield DEAD_LETTERS, dead_letter(bytes(value), "refs", str(exc), self.source_topic, now_ms())
+
+
+class AnalyzeMedia(KeyedBroadcastProcessFunction):
+    operator = "analyze-media"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        share_the_interpreter_fairly()
+        self.subtask, self.subtasks = subtask_of(runtime_context)
+        self.pipeline = on_python_thread(build_pipeline, self.settings)
+        self.follower = on_python_thread(follow_references, self.settings, self.pipeline.analyzer)
+        self.pending = runtime_context.get_map_state(MapStateDescriptor("media-pending", Types.STRING(), record_type()))
+        self.book: RuleBook | None = None
+        self.armed: set[Any] = set()  # shards with a poll timer registered
+        self.restored: set[Any] = set()  # shards whose state was checked against the pipeline
+        self.submitted: set[str] = set()  # parts handed to this pipeline since open
+        metrics = runtime_context.get_metrics_group()
+        self.parts_in = metrics.counter("media_parts_in")
+        self.parts_failed = metrics.counter("media_parts_failed")
+
+    def close(self) -> None:
+        pipeline = getattr(self, "pipeline", None)
+        if pipeline is not None:
+            pipeline.close()
+
+    def process_element(self, value: Ingested, ctx: Any) -> Iterator[Any]:
+        self._ocr_switch(ctx)
+        for part in value.event.parts:
+            if part.kind in VISUAL_KINDS:
+                self.pending.put(_key(value.event.content_key, part.part_id), replace(value, part_id=part.part_id))
+                self._submit(ctx.get_current_key(), value, part)
+                self.parts_in.inc()
+        self._arm(ctx)
+        return iter(())
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        shard = ctx.get_current_key()
+        self.armed.discard(shard)
+        if shard not in self.restored:
+            self._resubmit_restored(shard)
+        for result in self.pipeline.take(shard):
+            yield from self._emit(result)
+        if not self.pending.is_empty():
+            self._arm(ctx)
+
+    def process_broadcast_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        if isinstance(value, RefNotice):
+            self._apply_notice(value)
+            return
+        state = ctx.get_broadcast_state(MEDIA_RULES_STATE)
+        current = state.get(value.rule_id)
+        if current is None or current.version <= value.version:
+            state.put(value.rule_id, value)
+            if self.book is not None and self.book.apply(value):
+                self.pipeline.ocr_wanted = reads_text(self.book)
+        yield RuleAck(value.rule_id, value.version, self.operator, self.subtask, self.subtasks, RULE_HOLDERS)
+
+    def _emit(self, result: Any) -> Iterator[Any]:
+        if isinstance(result, MediaFindings):
+            if result.status == "error":
+                self.parts_failed.inc()
+            if result.status != "partial" and "ocr_pending" not in result.flags:
+                self._done(_key(result.content_key, result.part_id))
+            yield result
+            return
+        key = _key(result.content_key, result.part_id)
+        waiting = self.pending.get(key)
+        self._done(key)
+        if waiting is not None and result.text.strip():
+            event = replace(waiting.event, text=result.text, parts=())
+            yield Ingested(event, now_ms(), result.part_id)
+
+    def _done(self, key: str) -> None:
+        self.pending.remove(key)
+        self.submitted.discard(key)
+
+    def _submit(self, shard: Any, value: Ingested, part: Any) -> None:
+        from udfs.media_pipeline import PartRequest
+
+        self.submitted.add(_key(value.event.content_key, part.part_id))
+        self.pipeline.submit(PartRequest(shard, value.event.content_key, part, value.event.collected_at))
+
+    def _resubmit_restored(self, shard: Any) -> None:
+        """After a restore the pipeline is empty but state still lists the unfinished parts: those
+        this pipeline never saw are submitted again."""
+        self.restored.add(shard)
+        for key, waiting in list(self.pending.items()):
+            event = waiting.event
+            if key not in self.submitted:
+                part = next(p for p in event.parts if p.part_id == waiting.part_id)
+                self._submit(shard, waiting, part)
+
+    def _arm(self, ctx: Any) -> None:
+        shard = ctx.get_current_key()
+        if shard not in self.armed:
+            self.armed.add(shard)
+            timers = ctx.timer_service()
+            timers.register_processing_time_timer(timers.current_processing_time() + self.settings.media_poll_ms)
+
+    def _ocr_switch(self, ctx: Any) -> None:
+        if self.book is None:  # after open or a restore: broadcast state is the truth
+            self.book = RuleBook.of(rule for _, rule in ctx.get_broadcast_state(MEDIA_RULES_STATE).items())
+            self.pipeline.ocr_wanted = reads_text(self.book)
+
+    def _apply_notice(self, notice: RefNotice) -> None:
+        if self.follower is None:
+            return
+        change = on_python_thread(self.follower.apply, notice)
+        index = self.pipeline.analyzer.index
+        if change is None:
+            return
+        if change.op == "add":
+            from udfs.known_images import signature_from_bytes
+
+            index.add(change.ref_id, change.name, signature_from_bytes(change.signature))
+        else:
+            index.remove(change.ref_id)
+        log.info("reference %s %s; %d image references indexed", change.ref_id, change.op, len(index))
+
+
+def reads_text(book: RuleBook) -> bool:
+    """Whether an active rule looks for a term, phrase or tracked name: only then is reading the
+    text in images (slow) worth it."""
+    return book.index.scanner.size > 0
+
+
+def build_pipeline(settings: Settings) -> Any:
+    from udfs.media import Fetcher
+    from udfs.media_pipeline import MediaPipeline, PipelineOptions
+    from udfs.ocr import create_ocr
+    from udfs.visual import VisualAnalyzer
+
+    fetcher = Fetcher(timeout_s=settings.media_fetch_timeout_ms / 1000, max_bytes=settings.media_max_bytes,
+                      workers=settings.media_fetch_workers, cache_items=settings.media_cache_items,
+                      cache_bytes=settings.media_cache_bytes)
+    analyzer = VisualAnalyzer.create(settings.model_dir, settings.vision_manifest)
+    options = PipelineOptions(max_side=settings.image_max_side, max_pixels=settings.image_max_pixels,
+                              batch_size=settings.media_batch_size, batch_wait_ms=settings.media_batch_max_wait_ms,
+                              video_every_s=settings.video_every_ms / 1000, video_max_frames=settings.video_max_frames)
+    return MediaPipeline(fetcher, analyzer, create_ocr(settings.ocr_model_dir), options)
+
+
+def follow_references(settings: Settings, analyzer: Any) -> Any:
+    """The image references from Cassandra, indexed; None when the setting turns them off."""
+    if settings.refs_store == "none":
+        log.info("image references disabled (TRACKIUS_REFS_STORE=none)")
+        return None
+    from connectors.admin import cassandra_session
+    from connectors.refs import RefFollower, RefStore
+    from udfs.known_images import SIGNATURE_VERSION, signature_from_bytes
+
+    store = RefStore(cassandra_session(settings), settings.cassandra_keyspace)
+    follower = RefFollower(store, "image", analyzer.signer(settings.image_max_side, settings.image_max_pixels),
+                           SIGNATURE_VERSION)
+    for entry in follower.load_all():
+        analyzer.index.add(entry.ref_id, entry.name, signature_from_bytes(entry.signature))
+    log.info("%d image references indexed", len(analyzer.index))
+    return follower
+
+
+class RouteMedia(ProcessFunction):
+    """Ingested (text read in images) -> main, on to the text analysis; MediaFindings and
+    RuleAck -> JSON on side outputs. A process function of its own because records emitted from
+    on_timer lose their side-output tag in PyFlink 2.2's thread mode (see EncodeByType)."""
+
+    def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        if isinstance(value, Ingested):
+            yield value
+        elif isinstance(value, MediaFindings):
+            yield FINDINGS, encode(value)
+        elif isinstance(value, RuleAck):
+            yield RULE_ACKS, encode(value)
+
+
+def _key(content_key: str, part_id: str) -> str:
+    return f"{content_key}\x1f{part_id}"
+
