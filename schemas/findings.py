@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 from schemas.codec import encode
 
 TEXT_PART = "text"
+
+
+def text_part_of(part_id: str) -> str:
+    """The part_id of the text read in a media part ("sign" -> "sign.text"): its own row beside
+    the part's media findings."""
+    return f"{part_id}.{TEXT_PART}"
+
 # Flags a text can carry: why its analysis is partial or what is unusual about it.
 FLAGS = (
     "empty",  # no text at all

@@ -13,7 +13,7 @@ class Ingested:
     event: ContentEvent
     ingested_at: int  # epoch ms when the job decoded it
     # Text read from a media part (OCR) travels as an event whose text is that part's; its text
-    # findings keep the part's id, so they sit beside the post's own text findings.
+    # findings carry text_part_of(the part's id), so they sit beside the post's own.
     part_id: str = TEXT_PART
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from schemas.codec import encode
 from schemas.content import ContentEvent, MediaPart
 from schemas.errors import ConfigError
+from schemas.findings import text_part_of
 from trackius.settings import Settings
 
 CLI_KEY = "rss:cli"
@@ -66,7 +67,7 @@ def _text_analysis(settings: Settings, rules: Path) -> Any:
 
     def analyse(read: Any) -> Any:
         event = ContentEvent(CLI_KEY, "rss", "cli", "", 0, 0, text=read.text)
-        return replace(analyzer.analyse(event, book.index), part_id=read.part_id)
+        return replace(analyzer.analyse(event, book.index), part_id=text_part_of(read.part_id))
 
     return analyse
 

@@ -4,11 +4,9 @@ analysis, with a hard deadline, a size cap, a content check and a small cache.
 Every failure is a `MediaError` with a stable code, so a bad part becomes that part's finding:
 "bad_uri", "timeout", "too_large", "http_status", "unreachable", "not_media".
 
-The deadline covers the whole exchange, not each socket read: a server that answers a byte at a
-time would otherwise hold a worker forever. A single watchdog thread shuts the socket of any
-exchange still running at its deadline, which wakes the blocked read at once (DNS resolution is
-the one step it cannot interrupt). The bytes are trusted over the declared Content-Type: CDNs
-mislabel media all the time, so the declared type only serves to explain a refusal.
+The deadline covers the whole exchange, not each socket read (see `udfs.deadline`), and the bytes
+are trusted over the declared Content-Type (see `udfs.sniff`). `sniff`, `describe`,
+`check_content` and `KINDS` are re-exported here for the callers that import them from this module.
 """
 
 from __future__ import annotations
@@ -16,10 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import heapq
 import http.cookiejar
-import itertools
-import socket
 import threading
 import time
 from collections import OrderedDict
@@ -32,83 +27,17 @@ from urllib.parse import unquote, unquote_to_bytes, urljoin, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from schemas.errors import MediaError
+from udfs.deadline import Deadline, GuardedAdapter, Watchdog
+from udfs.sniff import KINDS, check_content, describe, sniff
+
+__all__ = ["KINDS", "MAX_REDIRECTS", "Fetcher", "Media", "MediaCache", "MiB", "check_content",
+           "describe", "read_data", "read_file", "sniff"]
 
 MiB = 1 << 20
-KINDS = ("image", "video", "audio")
 MAX_REDIRECTS = 3
 _CHUNK = 64 * 1024
-_HEAD = 64  # bytes enough for every signature below
-
-_MAGIC = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
-          (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"), (b"II*\x00", "image/tiff"),
-          (b"MM\x00*", "image/tiff"), (b"fLaC", "audio/flac"), (b"ID3", "audio/mpeg"))
-_RIFF = {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"}
-_FTYP = {b"qt  ": "video/quicktime", b"M4A ": "audio/mp4", b"M4B ": "audio/mp4",
-         b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heif", b"avif": "image/avif"}
-_BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
-# Audio often travels in containers that sniff as video (an .m4a branded "isom", Opus in WebM),
-# and platforms post animated GIFs as video; the decoder downstream has the last word.
-_ACCEPTS = {"image": ("image/",), "video": ("video/", "image/gif"),
-            "audio": ("audio/", "video/mp4", "video/webm", "video/x-matroska", "video/ogg")}
-
-
-def sniff(head: bytes) -> str | None:
-    """The media type the first bytes announce, or None when they announce no media we know."""
-    for magic, mime in _MAGIC:
-        if head.startswith(magic):
-            return mime
-    if head[:4] == b"RIFF":
-        return _RIFF.get(head[8:12])
-    if head[4:8] == b"ftyp":
-        return _FTYP.get(head[8:12], "video/3gpp" if head[8:11] == b"3gp" else "video/mp4")
-    if head[:4] == b"\x1aE\xdf\xa3":
-        return "video/webm" if b"webm" in head[:_HEAD] else "video/x-matroska"
-    if head[:4] == b"OggS":
-        return "video/ogg" if b"\x80theora" in head[:_HEAD] else "audio/ogg"
-    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
-        return "image/bmp"
-    return _mpeg_audio(head)
-
-
-def _mpeg_audio(head: bytes) -> str | None:
-    """MPEG audio without an ID3 tag starts with an 11-bit frame sync; layer bits 00 mean ADTS."""
-    if len(head) < 4 or head[0] != 0xFF or head[1] & 0xE0 != 0xE0 or head[1] & 0x18 == 0x08:
-        return None
-    return "audio/aac" if head[1] & 0x06 == 0 else "audio/mpeg"
-
-
-def describe(head: bytes) -> str:
-    """Words for bytes that are not media, for the message that refuses them."""
-    text = head[:256].lstrip().lower()
-    if not head:
-        return "an empty body"
-    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
-        what = "an HTML page"
-    elif text.startswith((b"<?xml", b"<svg")):
-        what = "XML (SVG is not decoded)"
-    elif text[:1] in (b"{", b"["):
-        what = "JSON"
-    elif all(32 <= b < 127 or b in b"\t\r\n" for b in text):
-        what = "plain text"
-    else:
-        what = "unrecognised binary data"
-    return f"{what} starting {head[:24]!r}"
-
-
-def check_content(data: bytes, kind: str, declared: str | None = None) -> str:
-    """The sniffed media type of `data`, or MediaError("not_media") when it is not a `kind`."""
-    mime = sniff(data[:_HEAD])
-    served = f" (served as {declared})" if declared else ""
-    if mime is None:
-        raise MediaError("not_media", f"expected {kind}{served}, received {describe(data)}")
-    if not mime.startswith(_ACCEPTS[kind]):
-        raise MediaError("not_media", f"expected {kind}{served}, received {mime}")
-    return mime
 
 
 @dataclass(frozen=True)
@@ -176,131 +105,6 @@ class MediaCache:
             self.bytes -= len(data)
 
 
-class _Watchdog:
-    """One thread that shuts the sockets of exchanges still running at their deadline."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, list[socket.socket | None]]] = []
-        self._order = itertools.count()
-        self._wake = threading.Condition()
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="media-watchdog", daemon=True)
-        self._thread.start()
-
-    def arm(self, deadline: float, sock: socket.socket) -> list[socket.socket | None]:
-        slot: list[socket.socket | None] = [sock]
-        with self._wake:
-            heapq.heappush(self._heap, (deadline, next(self._order), slot))
-            if self._heap[0][2] is slot:  # only an earlier deadline changes how long to sleep
-                self._wake.notify()
-        return slot
-
-    def disarm(self, slot: list[socket.socket | None]) -> None:
-        with self._wake:  # under the lock, so a socket handed back to the pool is never shut
-            slot[0] = None
-
-    def close(self) -> None:
-        with self._wake:
-            self._closed = True
-            self._wake.notify()
-        self._thread.join()
-
-    def _run(self) -> None:
-        with self._wake:
-            while not self._closed:
-                wait = self._heap[0][0] - time.monotonic() if self._heap else None
-                if wait is None or wait > 0:
-                    self._wake.wait(wait)
-                    continue
-                slot = heapq.heappop(self._heap)[2]
-                if slot[0] is not None:
-                    _shut(slot[0])
-                    slot[0] = None
-
-
-def _shut(sock: socket.socket) -> None:
-    try:  # the plain socket call: ssl's own shutdown would drop its state under the reader
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed by its owner: nothing left to interrupt
-
-
-class _Deadline:
-    """The deadline of one fetch, armed on the socket of every response it waits for."""
-
-    _current = threading.local()
-
-    def __init__(self, watchdog: _Watchdog, seconds: float) -> None:
-        self.watchdog, self.seconds = watchdog, seconds
-        self.at = time.monotonic() + seconds
-        self.slots: list[list[socket.socket | None]] = []
-
-    def remaining(self, uri: str) -> float:
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise MediaError("timeout", f"{uri}: {self.late()}")
-        return left
-
-    def late(self) -> str:
-        return f"no complete answer within {self.seconds:g} s"
-
-    def fired(self) -> bool:
-        return time.monotonic() >= self.at
-
-    def __enter__(self) -> Self:
-        _Deadline._current.value = self
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        _Deadline._current.value = None
-        for slot in self.slots:
-            self.watchdog.disarm(slot)
-
-    @classmethod
-    def guard(cls, connection: HTTPConnection) -> None:
-        deadline = getattr(cls._current, "value", None)
-        if deadline is None or connection.sock is None:
-            return
-        # A connection handed back to the pool at its last byte may be reused before its old
-        # fetch disarms: the new exchange disarms it first, so its socket is not shut under it.
-        previous = getattr(connection, "_deadline_slot", None)
-        if previous is not None:
-            deadline.watchdog.disarm(previous)
-        slot = deadline.watchdog.arm(deadline.at, connection.sock)
-        connection._deadline_slot = slot  # type: ignore[attr-defined]
-        deadline.slots.append(slot)
-
-
-class _Guarded:
-    """Arms the current fetch's deadline on the socket just before waiting for the answer."""
-
-    def getresponse(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        _Deadline.guard(self)  # type: ignore[arg-type]
-        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
-
-
-class _GuardedHTTP(_Guarded, HTTPConnection):
-    pass
-
-
-class _GuardedHTTPS(_Guarded, HTTPSConnection):
-    pass
-
-
-class _HTTPPool(HTTPConnectionPool):
-    ConnectionCls = _GuardedHTTP
-
-
-class _HTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _GuardedHTTPS
-
-
-class _GuardedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
-
-
 class Fetcher:
     """Fetches media parts on a bounded pool of threads through one HTTP session and a cache.
 
@@ -315,7 +119,7 @@ class Fetcher:
         self.timeout_s, self.max_bytes = timeout_s, max_bytes
         self.cache = MediaCache(cache_items, cache_bytes)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="media-fetch")
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog()
         self._session = _session(workers, user_agent)
         self._inflight: dict[tuple[str, str], Future[Media]] = {}
         self._lock = threading.Lock()
@@ -381,7 +185,7 @@ class Fetcher:
         raise MediaError("bad_uri", f"{uri[:80]!r}: only http, https, file and data are fetched")
 
     def _get(self, uri: str) -> tuple[bytes, str | None]:
-        with _Deadline(self._watchdog, self.timeout_s) as deadline:
+        with Deadline(self._watchdog, self.timeout_s) as deadline:
             try:
                 return self._follow(uri, deadline)
             except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema) as exc:
@@ -395,7 +199,7 @@ class Fetcher:
             except ValueError as exc:  # a redirect to a location that is no URL
                 raise MediaError("bad_uri", f"{uri}: {exc}") from exc
 
-    def _follow(self, uri: str, deadline: _Deadline) -> tuple[bytes, str | None]:
+    def _follow(self, uri: str, deadline: Deadline) -> tuple[bytes, str | None]:
         url = uri
         for _ in range(MAX_REDIRECTS + 1):
             left = deadline.remaining(uri)  # each hop gets what is left, not a fresh timeout
@@ -413,7 +217,7 @@ class Fetcher:
                 return body, response.headers.get("content-type")
         raise MediaError("http_status", f"{uri}: more than {MAX_REDIRECTS} redirects")
 
-    def _body(self, response: requests.Response, url: str, deadline: _Deadline) -> bytes:
+    def _body(self, response: requests.Response, url: str, deadline: Deadline) -> bytes:
         length = response.headers.get("content-length", "")
         if length.isdigit() and int(length) > self.max_bytes:
             raise MediaError("too_large", f"{url} declares {int(length)} bytes, over the cap "
@@ -471,7 +275,7 @@ def _session(workers: int, user_agent: str) -> requests.Session:
     session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
     # identity, so Content-Length is the size we will hold and the cap can refuse it up front
     session.headers.update({"User-Agent": user_agent, "Accept-Encoding": "identity"})
-    adapter = _GuardedAdapter(pool_connections=16, pool_maxsize=workers)
+    adapter = GuardedAdapter(pool_connections=16, pool_maxsize=workers)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

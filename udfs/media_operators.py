@@ -27,6 +27,7 @@ from pyflink.datastream.state import MapStateDescriptor
 from schemas.codec import encode
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
+from schemas.findings import text_part_of
 from schemas.flink_types import record_type
 from schemas.media import MediaFindings
 from schemas.pipeline import Ingested
@@ -131,7 +132,7 @@ class AnalyzeMedia(KeyedBroadcastProcessFunction):
         self._done(key)
         if waiting is not None and result.text.strip():
             event = replace(waiting.event, text=result.text, parts=())
-            yield Ingested(event, now_ms(), result.part_id)
+            yield Ingested(event, now_ms(), text_part_of(result.part_id))
 
     def _done(self, key: str) -> None:
         self.pending.remove(key)

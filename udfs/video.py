@@ -1,4 +1,4 @@
-"""Video frame sampling for the visual analysis, and the per-part summary of what was seen.
+"""Video frame sampling for the visual analysis.
 
 `sample_frames` walks a video once, front to back, and yields the frames worth showing to the
 image models: the first frame, one every `every_s` seconds of video time, and the first frame
@@ -20,24 +20,29 @@ in a row, into one sample.
 Cost: OpenCV's `grab()` decodes every frame anyway (a compressed stream cannot skip), `retrieve()`
 adds the colour conversion, so frames nobody looks at are only grabbed.
 
-`aggregate` and `ObjectSummary` (pure, no OpenCV) fold the detections on the sampled frames into
-one `VideoObject` per label: when first and last seen, the peak score and when, in how many frames.
+`aggregate` and `ObjectSummary`, which fold the detections on the sampled frames into one
+`VideoObject` per label, live in `udfs.video_objects` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Generator, Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import cv2
 import numpy as np
 
 from schemas.errors import MediaError
 from schemas.media import VideoObject
+from udfs.video_objects import Detection, ObjectSummary, aggregate
+
+__all__ = ["COMPLETE", "INTERVAL", "MAX_DURATION", "MAX_FRAMES", "SHOT", "START", "TRUNCATED",
+           "Detection", "Frame", "FrameStream", "ObjectSummary", "VideoInfo", "VideoObject",
+           "aggregate", "probe", "sample_frames", "sample_frames_from_bytes"]
 
 START, INTERVAL, SHOT = "start", "interval", "shot"
 # Why a FrameStream ended: read to the end, stopped by a bound, or cut short by bad data.
@@ -340,64 +345,3 @@ def _fit_rgb(bgr: np.ndarray, max_side: int) -> np.ndarray:
         method = cv2.INTER_AREA if scale <= 0.5 else cv2.INTER_LINEAR
         bgr = cv2.resize(bgr, size, interpolation=method)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-# --- per-part aggregation (pure) ---------------------------------------------------------------
-
-
-class Detection(Protocol):
-    """Anything with a label and a score, e.g. the image models' detections."""
-
-    @property
-    def label(self) -> str: ...
-
-    @property
-    def score(self) -> float: ...
-
-
-class ObjectSummary:
-    """Incremental form of `aggregate`: add sampled frames as they are analysed, read `result()`
-    at any point for the findings so far. Frames may come in any order; the result is the same."""
-
-    def __init__(self) -> None:
-        self._objects: dict[str, VideoObject] = {}
-        self.frames = 0
-
-    def add(self, t_ms: int, detections: Sequence[Detection]) -> None:
-        self.frames += 1
-        best: dict[str, float] = {}
-        for detection in detections:
-            score = float(detection.score)
-            if not math.isfinite(score):
-                raise ValueError(f"detection {detection.label!r} at {t_ms} ms has score {score}")
-            best[detection.label] = max(score, best.get(detection.label, -math.inf))
-        for label, score in best.items():
-            self._objects[label] = _merge(self._objects.get(label), label, t_ms, score)
-
-    def result(self) -> tuple[VideoObject, ...]:
-        """Objects by peak score, highest first (ties: seen first, then label)."""
-        ranked = sorted(self._objects.values(), key=lambda o: (-o.peak_score, o.first_ms, o.label))
-        return tuple(ranked)
-
-
-def _merge(seen: VideoObject | None, label: str, t_ms: int, score: float) -> VideoObject:
-    if seen is None:
-        return VideoObject(label, t_ms, t_ms, score, t_ms, 1)
-    # On equal peaks the earlier time wins, so arrival order cannot change the answer.
-    better = score > seen.peak_score or (score == seen.peak_score and t_ms < seen.peak_ms)
-    return VideoObject(
-        label,
-        min(seen.first_ms, t_ms),
-        max(seen.last_ms, t_ms),
-        score if better else seen.peak_score,
-        t_ms if better else seen.peak_ms,
-        seen.frames + 1,
-    )
-
-
-def aggregate(frames: Iterable[tuple[int, Sequence[Any]]]) -> tuple[VideoObject, ...]:
-    """Summarise a video part from (t_ms, detections) per sampled frame."""
-    summary = ObjectSummary()
-    for t_ms, detections in frames:
-        summary.add(t_ms, detections)
-    return summary.result()

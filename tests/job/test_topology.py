@@ -150,7 +150,7 @@ def test_media_parts_get_findings_good_or_bad(results: dict) -> None:
 
 def test_text_in_an_image_fires_text_rules(results: dict) -> None:
     """The sign's text is read (a rule looks for terms), analysed as text of that part, and fires."""
-    sign_text = [f for f in results["findings"] if f.get("part_id") == "sign" and "kind" not in f]
+    sign_text = [f for f in results["findings"] if f.get("part_id") == "sign.text"]
     assert sign_text and {h["term"] for h in sign_text[0]["hits"]} >= {"binance", "down"}
     assert ("outage", "x:6") in {(a["rule_id"], a["content_key"]) for a in results["alert"]}
 

@@ -1,0 +1,150 @@
+"""Visual analysis through the running job: media served by a local HTTP server, good and bad
+parts side by side, text read in images firing text rules, and a tracked reference image added
+and removed at run time (Cassandra + refs.v1) without a restart."""
+
+from __future__ import annotations
+
+import http.server
+import io
+import json
+import threading
+import time
+import typing
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+from schemas.rule import Rule
+from tests.integration.system import System, event, unique
+from trackius.settings import SHARED_DATA
+
+pytestmark = pytest.mark.integration
+
+FINDINGS = "SELECT part_id, modality, findings_json FROM findings_by_content WHERE content_key=%s"
+IMAGES = SHARED_DATA / "images"
+
+
+def _jpeg(image: Image.Image, quality: int = 85) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, "JPEG", quality=quality)
+    return buffer.getvalue()
+
+
+def _sign(text: str) -> bytes:
+    image = Image.new("RGB", (700, 220), "white")
+    ImageDraw.Draw(image).text((20, 70), text, fill="black", font=ImageFont.load_default(size=48))
+    return _jpeg(image, 95)
+
+
+class _Media(http.server.BaseHTTPRequestHandler):
+    routes: typing.ClassVar[dict[str, bytes]] = {}
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        if self.path == "/slow.jpg":  # a server that never answers (until the test ends)
+            self.release.wait(60)
+            return
+        body = self.routes.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html" if self.path.endswith(".html.jpg") else "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def media_server() -> Iterator[str]:
+    bus = Image.open(IMAGES / "ultralytics" / "bus.jpg")
+    _Media.routes = {
+        "/bus.jpg": _jpeg(bus),
+        "/sign.jpg": _sign("EXCHANGE HACKED TODAY"),
+        "/page.html.jpg": b"<!doctype html><html><body>moved</body></html>",
+        "/zidane-copy.jpg": _jpeg(Image.open(IMAGES / "ultralytics" / "zidane.jpg")
+                                  .transpose(Image.Transpose.FLIP_LEFT_RIGHT).crop((60, 40, 1220, 700)), 40),
+    }
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Media)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    _Media.release.set()
+    httpd.shutdown()
+
+
+def _parts(server: str, **paths: str) -> list[dict]:
+    return [{"part_id": part_id, "kind": "image", "uri": f"{server}{path}"} for part_id, path in paths.items()]
+
+
+def _media_rows(cassandra, key: str, parts: set[str], timeout_s: float = 90) -> dict[str, dict]:
+    """The stored findings of `key` by part_id, once every part in `parts` has its final ones."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rows = {row.part_id: json.loads(row.findings_json) for row in cassandra.execute(FINDINGS, (key,))}
+        final = {part for part, found in rows.items() if found.get("status", "ok") != "partial"}
+        if parts <= final or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def test_good_and_bad_images_never_hold_up_the_post(system: System, cassandra, media_server: str) -> None:
+    """A post with a photo, a sign, an HTML page served as JPEG, a 404 and a server that never
+    answers: the text alert is out before the slow fetch gives up, every part gets findings
+    (the failures with their reasons), and the sign's text fires a text rule."""
+    text_rule, sign_rule, key = unique("commute"), unique("hacked"), unique("x:media")
+    system.apply(Rule(text_rule, 1, condition="commute"), Rule(sign_rule, 1, condition='"exchange hacked"'))
+    parts = _parts(media_server, photo="/bus.jpg", sign="/sign.jpg", page="/page.html.jpg",
+                   gone="/gone.jpg", slow="/slow.jpg")
+    started = time.monotonic()
+    system.produce(event(key, "my commute this morning", parts=parts))
+    (text_alert,) = system.feed([text_rule], count=1, timeout_s=30)
+    assert time.monotonic() - started < system.settings.media_fetch_timeout_ms / 1000
+    assert text_alert["alert"]["content_key"] == key
+    (sign_alert,) = system.feed([sign_rule], count=1, timeout_s=60)
+    assert sign_alert["alert"]["content_key"] == key
+
+    found = _media_rows(cassandra, key, {"text", "sign.text", "photo", "sign", "page", "gone", "slow"})
+    assert found["photo"]["status"] == "ok" and {"bus", "person"} <= {d["label"] for d in found["photo"]["objects"]}
+    assert len(found["photo"]["faces"]) == 2
+    failures = {part: (found[part]["failure"]["stage"], found[part]["failure"]["code"])
+                for part in ("page", "gone", "slow")}
+    assert failures == {"page": ("fetch", "not_media"), "gone": ("fetch", "http_status"),
+                        "slow": ("fetch", "timeout")}
+    assert {hit["term"] for hit in found["sign.text"]["hits"]} >= {"exchange hacked"}
+
+
+def test_reference_added_and_removed_at_run_time(system: System, cassandra, media_server: str) -> None:
+    """`refs add` stores the reference in Cassandra and announces it on refs.v1; the running job
+    indexes it and finds a mirrored, cropped, re-encoded copy; after `refs remove` it no longer does."""
+    from trackius import refs_client
+    from udfs.visual import VisualAnalyzer
+
+    settings = system.settings
+    signer = VisualAnalyzer.create(settings.model_dir, settings.vision_manifest).signer(
+        settings.image_max_side, settings.image_max_pixels)
+    (reference,) = refs_client.add(settings, "image", [IMAGES / "ultralytics" / "zidane.jpg"], signer)
+    assert [r.ref_id for r in refs_client.list_refs(settings, "image")].count(reference.ref_id) == 1
+
+    matched = _matches_until(system, cassandra, media_server, lambda refs: reference.ref_id in refs)
+    assert matched["method"] in ("embedding", "phash", "phash-mirror") and matched["name"] == "zidane.jpg"
+
+    refs_client.remove(settings, "image", [reference.ref_id])
+    _matches_until(system, cassandra, media_server, lambda refs: reference.ref_id not in refs)
+
+
+def _matches_until(system: System, cassandra, server: str, done: typing.Callable[[set[str]], bool]) -> dict:
+    """Post the copy until the job's findings satisfy `done` (a notice takes a moment to apply)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        key = unique("x:copy")
+        system.produce(event(key, "seen this?", parts=_parts(server, copy="/zidane-copy.jpg")))
+        found = _media_rows(cassandra, key, {"copy"})["copy"]
+        refs = {match["ref_id"]: match for match in found["matches"]}
+        if done(set(refs)):
+            return next(iter(refs.values()), {})
+        time.sleep(1)
+    raise AssertionError("the job's findings never reflected the reference change")
