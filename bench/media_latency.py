@@ -240,7 +240,8 @@ def summarize_parts(watcher: FindingsWatcher, tag: str, sent: int, shares: tuple
 
 def run_profile(base: Settings, name: str, rates: list[float], phases: list[str], args: argparse.Namespace) -> list[dict]:
     """One profile on a fresh stack (bench.latency's reasons), the job started once for all rates."""
-    settings = bench_settings(base).replace(**PROFILES[name])
+    # A state dir apart from bench.latency's, which that benchmark wipes when it starts.
+    settings = bench_settings(base.replace(state_dir=base.state_dir / "media")).replace(**PROFILES[name])
     server = serve_media(load_images(), settings.media_fetch_timeout_ms / 1000 + 3)
     base_url = f"http://127.0.0.1:{server.server_address[1]}"
     stack.up(settings)
