@@ -219,12 +219,16 @@ def summarize_parts(watcher: FindingsWatcher, tag: str, sent: int, shares: tuple
     for _, item in measured:
         outcome = item["status"] if item["status"] != "error" else f"error:{item['failure']['code']}"
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        for flag in item.get("flags", ()):  # ocr_pending: its OCR text follows, outside this latency
+            outcomes[flag] = outcomes.get(flag, 0) + 1
     quarter = max(1, len(ms) // 4)
     row = {"sent": len(numbers), "final": len(arrived), "outcomes": outcomes,
            "p50_ms": percentile(ms, 50), "p95_ms": percentile(ms, 95), "p99_ms": percentile(ms, 99),
            "max_ms": max(ms, default=float("nan")),
            "sustained": len(arrived) == len(numbers) and percentile(ms[-quarter:], 50) <= 2 * percentile(ms[:quarter], 50) + 200}
     ok = [item for _, item in measured if item["status"] == "ok"]
+    if not ok:
+        return row
     row["timings_p50_ms"] = {stage: percentile([i["timings_ms"].get(stage, 0) for i in ok], 50)
                              for stage in ("fetch", "decode", "analyse")}
     row["job_p50_ms"] = percentile([i["analysed_at"] - i["collected_at"] for i in ok], 50)
@@ -302,7 +306,7 @@ def format_row(row: dict) -> str:
     line = (f"{row['profile']:<8} {row['rate']:>4.0f} {row['phase']:<8} | {text['p50_ms']:>8.0f} {text['p95_ms']:>6.0f} "
             f"{text['p99_ms']:>6.0f} {text['received']:>5}/{text['sent']:<5} {'yes' if text['sustained'] else 'NO '} | ")
     if images:
-        t = images["timings_p50_ms"]
+        t = images.get("timings_p50_ms", {"fetch": 0, "decode": 0, "analyse": 0})
         line += (f"{images['p50_ms']:>7.0f} {images['p95_ms']:>6.0f} {images['p99_ms']:>6.0f} "
                  f"{images['final']:>3}/{images['sent']:<3} {images.get('analysed_per_s', 0):>5.1f} "
                  f"{'yes' if images['sustained'] else 'NO '} {t['fetch']:.0f}/{t['decode']:.0f}/{t['analyse']:.0f} | ")
@@ -324,8 +328,19 @@ def write_results(rows: list[dict]) -> None:
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()}, "rows": kept + rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2))
+    RESULTS.write_text(json.dumps(_no_nan(report), indent=2))
     print(f"wrote {RESULTS}")
+
+
+def _no_nan(value: object) -> object:
+    """NaN (a percentile of nothing) as null: NaN is not JSON."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {key: _no_nan(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_no_nan(item) for item in value]
+    return value
 
 
 def main() -> None:

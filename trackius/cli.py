@@ -98,11 +98,17 @@ def _parser() -> argparse.ArgumentParser:
     identify.add_argument("--refs", type=Path, required=True, help="a directory of reference images")
     identify.set_defaults(run=_identify)
     refs = commands.add_parser("refs", help="add, remove or list tracked reference media (Cassandra + refs.v1)")
-    refs.add_argument("action", choices=["add", "remove", "list"])
-    refs.add_argument("targets", nargs="*", help="add: files; remove: ref ids")
-    refs.add_argument("--kind", choices=["image", "audio"], required=True)
-    refs.add_argument("--name", help="add: the reference's name (default: the file name)")
-    refs.set_defaults(run=_refs)
+    refs_actions = refs.add_subparsers(dest="action", required=True)
+    for action, targets, help_text in (("add", "files", "sign and store files, announce them"),
+                                       ("remove", "ref_ids", "delete references, announce it"),
+                                       ("list", None, "the stored references, oldest first")):
+        sub = refs_actions.add_parser(action, help=help_text)
+        if targets:
+            sub.add_argument("targets", nargs="+", metavar=targets.upper())
+        sub.add_argument("--kind", choices=["image", "audio"], required=True)
+        if action == "add":
+            sub.add_argument("--name", help="the reference's name (default: the file name)")
+        sub.set_defaults(run=_refs, targets=[], name=None)
 
     demo = commands.add_parser("demo", help="stack + job + fan-out + sample rules and events, alerts printed live")
     demo.add_argument("--rate", type=float, default=5.0, help="sample events per second (default 5)")

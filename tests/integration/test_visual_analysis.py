@@ -117,23 +117,28 @@ def test_good_and_bad_images_never_hold_up_the_post(system: System, cassandra, m
     assert {hit["term"] for hit in found["sign.text"]["hits"]} >= {"exchange hacked"}
 
 
-def test_reference_added_and_removed_at_run_time(system: System, cassandra, media_server: str) -> None:
-    """`refs add` stores the reference in Cassandra and announces it on refs.v1; the running job
-    indexes it and finds a mirrored, cropped, re-encoded copy; after `refs remove` it no longer does."""
-    from trackius import refs_client
-    from udfs.visual import VisualAnalyzer
+def test_reference_added_and_removed_at_run_time(system: System, cassandra, media_server: str,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`trackius refs add` stores the reference in Cassandra and announces it on refs.v1; the
+    running job indexes it and finds a mirrored, cropped, re-encoded copy; after `trackius refs
+    remove` it no longer does."""
+    from trackius.cli import main
 
-    settings = system.settings
-    signer = VisualAnalyzer.create(settings.model_dir, settings.vision_manifest).signer(
-        settings.image_max_side, settings.image_max_pixels)
-    (reference,) = refs_client.add(settings, "image", [IMAGES / "ultralytics" / "zidane.jpg"], signer)
-    assert [r.ref_id for r in refs_client.list_refs(settings, "image")].count(reference.ref_id) == 1
+    for name, value in system.settings.to_env().items():
+        monkeypatch.setenv(name, value)
+    assert main(["refs", "add", "--kind", "image", str(IMAGES / "ultralytics" / "zidane.jpg")]) == 0
+    ref_id = json.loads(capsys.readouterr().out)["ref_id"]
+    assert main(["refs", "list", "--kind", "image"]) == 0
+    assert ref_id in {json.loads(line)["ref_id"] for line in capsys.readouterr().out.splitlines()}
 
-    matched = _matches_until(system, cassandra, media_server, lambda refs: reference.ref_id in refs)
+    matched = _matches_until(system, cassandra, media_server, lambda refs: ref_id in refs)
     assert matched["method"] in ("embedding", "phash", "phash-mirror") and matched["name"] == "zidane.jpg"
 
-    refs_client.remove(settings, "image", [reference.ref_id])
-    _matches_until(system, cassandra, media_server, lambda refs: reference.ref_id not in refs)
+    assert main(["refs", "remove", "--kind", "image", ref_id]) == 0
+    _matches_until(system, cassandra, media_server, lambda refs: ref_id not in refs)
+    assert main(["refs", "add", "--kind", "image", str(IMAGES / "nothing.jpg")]) == 1
+    assert "nothing.jpg" in capsys.readouterr().err
 
 
 def _matches_until(system: System, cassandra, server: str, done: typing.Callable[[set[str]], bool]) -> dict:
