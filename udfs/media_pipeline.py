@@ -159,9 +159,16 @@ class MediaPipeline:
         self._decoder.shutdown(wait=False, cancel_futures=True)
         self.fetcher.close()
 
-    # --- fetch and decode (fetch pool and video pool threads) ------------------------------
+    # --- decode (decode pool and video pool threads) ------------------------------------------
 
     def _fetched(self, request: PartRequest, done: Future) -> None:
+        try:
+            self._after_fetch(request, done)
+        except Exception as exc:  # a bug must cost this part, not leave it in flight for ever
+            log.exception("decoding %s failed unexpectedly", request.part.uri)
+            self._finish(request, _failed(_base(request), "decode", MediaError("internal", repr(exc))))
+
+    def _after_fetch(self, request: PartRequest, done: Future) -> None:
         base = _base(request)
         try:
             media = done.result()
@@ -207,6 +214,9 @@ class MediaPipeline:
             video.cut_short = stream.truncated or stream.end not in (None, "complete")
         except MediaError as exc:
             video.base = _failed(video.base, "decode", exc)
+        except Exception as exc:  # a bug must cost this part, not leave it in flight for ever
+            log.exception("sampling %s failed unexpectedly", request.part.uri)
+            video.base = _failed(video.base, "decode", MediaError("internal", repr(exc)))
         self._jobs.put(_Job(request, video=video, end=True))
 
     # --- analysis (one thread) --------------------------------------------------------------
