@@ -44,14 +44,34 @@ def analyze(settings: Settings, kind: str, targets: list[str], progress: bool = 
         pipeline.ocr_wanted = text is not None
         requests = [PartRequest(CLI_KEY, CLI_KEY, MediaPart(f"part-{i}", kind, uri_of(target)))
                     for i, target in enumerate(targets)]
+        # Final lines come out in the order of the inputs (parts finish in any order); a text
+        # read in an image follows its image's line.
+        ready: dict[str, list[str]] = {}
+        order = [request.part.part_id for request in requests]
         for result in pipeline.run(requests, timeout_s=600):
             if isinstance(result, MediaText):
+                read = ready.setdefault(result.part_id + "+", [])
                 if text is not None and result.text.strip():
-                    yield encode(text(result))
-            elif progress or result.status != "partial":
-                yield encode(result)
+                    read.append(encode(text(result)))
+            elif result.status == "partial":
+                if progress:
+                    yield encode(result)
+            else:
+                ready.setdefault(result.part_id, []).append(encode(result))
+            while order and order[0] in ready and not _text_pending(ready, order[0]):
+                part_id = order.pop(0)
+                yield from ready.pop(part_id)
+                yield from ready.pop(part_id + "+", [])
+        for part_id in order:
+            yield from ready.pop(part_id, [])
+            yield from ready.pop(part_id + "+", [])
     finally:
         pipeline.close()
+
+
+def _text_pending(ready: dict[str, list[str]], part_id: str) -> bool:
+    """Whether the part's findings say its text is still being read (its line follows)."""
+    return '"ocr_pending"' in ready[part_id][0] and part_id + "+" not in ready
 
 
 def _text_analysis(settings: Settings, rules: Path) -> Any:
