@@ -17,6 +17,9 @@ latency is the arrival on findings.v1 of a part's final MediaFindings - collecte
 table on stdout and bench/results/media_latency.json (rows of other profiles/rates kept).
 
     python -m bench.media_latency [--rates 20,50] [--duration 40] [--profiles tuned,process]
+                                  [--phases baseline,slow,mix] [--image-share 0.2] [--slow-share 0.02]
+                                  [--condition benchmark]   (a term rule: OCR of images is on;
+                                                             "source:bench" matches all without it)
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import asyncio
 import io
 import json
+import math
 import os
 import platform
 import subprocess
@@ -257,7 +261,7 @@ def run_profile(base: Settings, name: str, rates: list[float], phases: list[str]
             jobs = jobctl.start_all(settings, resume=False, timeout_s=180)
         except jobctl.JobError as exc:
             print(f"{name}: the job did not start: {exc}", flush=True)
-            return [{"profile": name, "error": str(exc)[-4000:]}]
+            return [{"profile": name, "condition": args.condition, "error": str(exc)[-4000:]}]
         watcher = FindingsWatcher(settings)
         try:
             rule_id = f"bench-media-{name}-{int(time.time())}"
@@ -288,7 +292,8 @@ def run_one(settings: Settings, profile: str, rule_id: str, rate: float, phase: 
     latencies, sent = asyncio.run(run_phase(settings, rule_id, tag, rate, args.duration, shares, base_url, watcher))
     texts = sum(kind_of(n, *shares) == "text" for n in range(sent))
     first = int(rate * args.warmup)
-    return {"profile": profile, "mode": settings.python_execution_mode, "rate": rate, "phase": phase,
+    return {"profile": profile, "mode": settings.python_execution_mode, "condition": args.condition,
+            "rate": rate, "phase": phase,
             "image_share": shares[0], "slow_share": shares[1], "duration_s": args.duration, "warmup_s": args.warmup,
             "loadavg_1m": [round(load, 2), round(os.getloadavg()[0], 2)],
             "job_cpu_pct": round(100 * (group_cpu_s(job_pid) - cpu) / args.duration),
@@ -320,11 +325,13 @@ def format_row(row: dict) -> str:
 
 
 def write_results(rows: list[dict]) -> None:
-    """Adds `rows` to the results file, replacing earlier rows of the same profile and rate."""
+    """Adds `rows` to the results file, replacing earlier rows of the same profile, rule and rate."""
+    def key(row: dict) -> tuple:
+        return row["profile"], row.get("condition", "benchmark"), row.get("rate")
+
     old = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
-    fresh = {(row["profile"], row.get("rate")) for row in rows}
-    kept = [row for row in old if (row["profile"], row.get("rate")) not in fresh
-            and (row["profile"], None) not in fresh]
+    fresh = {key(row) for row in rows}
+    kept = [row for row in old if key(row) not in fresh and key(row)[:2] + (None,) not in fresh]
     report = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                           "python": platform.python_version()}, "rows": kept + rows}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -334,7 +341,7 @@ def write_results(rows: list[dict]) -> None:
 
 def _no_nan(value: object) -> object:
     """NaN (a percentile of nothing) as null: NaN is not JSON."""
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and math.isnan(value):
         return None
     if isinstance(value, dict):
         return {key: _no_nan(item) for key, item in value.items()}

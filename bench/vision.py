@@ -98,6 +98,31 @@ def batched(scenes: SceneModel, images: list[np.ndarray], sizes: list[int], iter
     return result
 
 
+def whole_image(objects: ObjectDetector, faces: FaceDetector, scenes: SceneModel, image: np.ndarray,
+                iterations: int, warmup: int, references: int) -> dict[str, dict]:
+    """What the job spends on one image: decoding its JPEG, the three models, its signature and
+    the lookup among `references` tracked images (udfs/visual.py, as AnalyzeMedia runs it)."""
+    from bench.image_index import synthetic
+    from udfs.imaging import decode_image, encode_jpeg
+    from udfs.known_images import ImageIndex, sign_images
+    from udfs.visual import VisualAnalyzer
+
+    index = ImageIndex()
+    bases = sign_images(scenes, [image], reference=True)
+    for i, signature in enumerate(synthetic(bases, references, np.random.default_rng(0))):
+        index.add(f"ref-{i}", f"ref-{i}", signature)
+    analyzer = VisualAnalyzer(objects, faces, scenes, index)
+    data = encode_jpeg(image, 90)
+
+    def analyse() -> object:
+        return analyzer.analyse_images([decode_image(data).rgb])
+
+    for _ in range(warmup):
+        analyse()
+    return {"decode_models_signature_lookup": percentiles([timed(analyse) for _ in range(iterations)]),
+            "references": {"count": references}}
+
+
 def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.vision", description=__doc__.split("\n\n")[0])
     parser.add_argument("--iterations", type=int, default=100, help="timed runs per model (default 100)")
@@ -106,6 +131,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--batches", default="8,32", help="MobileNetV2 batch sizes (default 8,32)")
     parser.add_argument("--provider", choices=["cpu", "auto", "cuda"], default="cpu",
                         help="cpu (default), auto (the runner's choice) or cuda (fail without it)")
+    parser.add_argument("--references", type=int, default=10_000,
+                        help="tracked images in the index for the whole-image timing (default 10000)")
     parser.add_argument("--image", type=Path, help="image to time (default shared bus.jpg at 640 px)")
     parser.add_argument("--out", type=Path, nargs="?", const=RESULTS, help=f"also write the JSON (default {RESULTS})")
     return parser.parse_args()
@@ -131,6 +158,7 @@ def main() -> None:
         "threads": {"onnxruntime_intra_op": 1, "opencv": cv2.getNumThreads()},
         "detections": {"objects": len(objects.detect(image)), "faces": len(faces.detect(image))},
         "per_image": per_image(models, image, args.iterations, args.warmup),
+        "whole_image": whole_image(objects, faces, scenes, image, args.iterations, args.warmup, args.references),
         "scenes_batched": batched(scenes, mix, [int(s) for s in args.batches.split(",")], args.batch_iterations),
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
                  "load_average": [round(v, 2) for v in os.getloadavg()]},
