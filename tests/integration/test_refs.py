@@ -3,6 +3,7 @@ built on the real store loads and follows them."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import time
 import uuid
@@ -64,8 +65,21 @@ def notices_of(settings: Settings, ref_ids: set[str], count: int,
 
 
 @pytest.fixture(scope="module")
-def store(stack_settings: Settings, cql_session: Session) -> RefStore:
-    return RefStore(cql_session, stack_settings.cassandra_keyspace)
+def refs_settings(stack_settings: Settings) -> Settings:
+    """A keyspace and a refs topic of this module's own: the session's running analyze job
+    follows the shared ones, and would re-sign these tests' references with the real signer."""
+    from connectors import admin
+
+    settings = stack_settings.replace(cassandra_keyspace="trackius_refs_it",
+                                      topics=dataclasses.replace(stack_settings.topics, refs="refs.it.v1"))
+    admin.ensure_topics(settings)
+    admin.migrate(settings)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def store(refs_settings: Settings, cql_session: Session) -> RefStore:
+    return RefStore(cql_session, refs_settings.cassandra_keyspace)
 
 
 def mine(index: dict[str, tuple], ref_ids: set[str]) -> dict[str, tuple]:
@@ -73,11 +87,11 @@ def mine(index: dict[str, tuple], ref_ids: set[str]) -> dict[str, tuple]:
 
 
 def test_add_stores_media_and_signature_then_announces(
-        stack_settings: Settings, cql_session: Session, store: RefStore, tmp_path: Path) -> None:
+        refs_settings: Settings, cql_session: Session, store: RefStore, tmp_path: Path) -> None:
     """Two real images become rows with their signature and full media, and two add notices."""
     paths = [IMAGES / "camera.png", IMAGES / "astronaut.png"]  # astronaut: 773 KiB, two chunks
     signer = make_signer()
-    added = refs_client.add(stack_settings, "image", paths, signer, owner="it")
+    added = refs_client.add(refs_settings, "image", paths, signer, owner="it")
     assert [ref.name for ref in added] == ["camera.png", "astronaut.png"]
     for ref, path in zip(added, paths):
         stored = store.get("image", ref.ref_id)
@@ -85,33 +99,34 @@ def test_add_stores_media_and_signature_then_announces(
         assert (stored.signature, stored.signature_version) == signer("image", path.read_bytes())
         assert store.media("image", ref.ref_id) == path.read_bytes()
         assert ref.mime == "image/png" and ref.ref_id.startswith("img-")
-    rows = cql_session.execute("SELECT count(*) FROM ref_media WHERE kind = 'image' AND ref_id = %s",
+    rows = cql_session.execute(f"SELECT count(*) FROM {refs_settings.cassandra_keyspace}.ref_media "
+                               "WHERE kind = 'image' AND ref_id = %s",
                                (added[1].ref_id,)).one()
     assert rows.count == 2
-    found = notices_of(stack_settings, {ref.ref_id for ref in added}, 2)
+    found = notices_of(refs_settings, {ref.ref_id for ref in added}, 2)
     assert [(key.decode(), n.op, n.version) for key, n in found][-2:] == sorted(
         [(ref.ref_id, "add", ref.version) for ref in added], key=lambda item: item[2])
 
 
 def test_adding_the_same_file_again_is_the_same_reference(
-        stack_settings: Settings, store: RefStore, tmp_path: Path) -> None:
+        refs_settings: Settings, store: RefStore, tmp_path: Path) -> None:
     """Re-adding a file replaces its one row under the same id, at a newer version."""
     path = unique_png(tmp_path, "again")
-    (first,) = refs_client.add(stack_settings, "image", [path], make_signer())
-    (second,) = refs_client.add(stack_settings, "image", [path], make_signer(), name="renamed")
+    (first,) = refs_client.add(refs_settings, "image", [path], make_signer())
+    (second,) = refs_client.add(refs_settings, "image", [path], make_signer(), name="renamed")
     assert second.ref_id == first.ref_id and second.version > first.version
     assert store.get("image", first.ref_id).reference.name == "renamed"
-    listed = [ref for ref in refs_client.list_refs(stack_settings, "image") if ref.ref_id == first.ref_id]
+    listed = [ref for ref in refs_client.list_refs(refs_settings, "image") if ref.ref_id == first.ref_id]
     assert listed == [second]
 
 
 def test_bad_files_are_named_and_the_others_still_added(
-        stack_settings: Settings, store: RefStore, tmp_path: Path) -> None:
+        refs_settings: Settings, store: RefStore, tmp_path: Path) -> None:
     """A text file and a missing file fail with their names; the good image is stored."""
     good, text = unique_png(tmp_path, "good"), tmp_path / "notes.png"
     text.write_text("not an image")
     with pytest.raises(RefsFailed) as failure:
-        refs_client.add(stack_settings, "image", [text, good, tmp_path / "missing.png"], make_signer())
+        refs_client.add(refs_settings, "image", [text, good, tmp_path / "missing.png"], make_signer())
     assert [source for source, _ in failure.value.failures] == [str(text), str(tmp_path / "missing.png")]
     assert "not_media" in failure.value.failures[0][1]
     assert "unreachable" in failure.value.failures[1][1]
@@ -119,33 +134,33 @@ def test_bad_files_are_named_and_the_others_still_added(
     assert added.name == "good.png" and store.get("image", added.ref_id) is not None
 
 
-def test_remove_deletes_then_announces(stack_settings: Settings, store: RefStore, tmp_path: Path) -> None:
+def test_remove_deletes_then_announces(refs_settings: Settings, store: RefStore, tmp_path: Path) -> None:
     """Removing drops the row and media and publishes a newer remove notice; unknown ids fail."""
-    (ref,) = refs_client.add(stack_settings, "image", [unique_png(tmp_path, "gone")], make_signer())
-    assert ref in refs_client.list_refs(stack_settings, "image")
-    assert refs_client.remove(stack_settings, "image", [ref.ref_id]) == [ref.ref_id]
+    (ref,) = refs_client.add(refs_settings, "image", [unique_png(tmp_path, "gone")], make_signer())
+    assert ref in refs_client.list_refs(refs_settings, "image")
+    assert refs_client.remove(refs_settings, "image", [ref.ref_id]) == [ref.ref_id]
     assert store.get("image", ref.ref_id) is None and store.media("image", ref.ref_id) is None
-    assert ref.ref_id not in {r.ref_id for r in refs_client.list_refs(stack_settings, "image")}
-    add, remove = (notice for _, notice in notices_of(stack_settings, {ref.ref_id}, 2))
+    assert ref.ref_id not in {r.ref_id for r in refs_client.list_refs(refs_settings, "image")}
+    add, remove = (notice for _, notice in notices_of(refs_settings, {ref.ref_id}, 2))
     assert (add.op, remove.op) == ("add", "remove") and remove.version > add.version
     with pytest.raises(RefsFailed, match="img-0000000000000000: no image reference"):
-        refs_client.remove(stack_settings, "image", ["img-0000000000000000"])
+        refs_client.remove(refs_settings, "image", ["img-0000000000000000"])
 
 
 def test_follower_loads_then_follows_the_notices(
-        stack_settings: Settings, store: RefStore, tmp_path: Path) -> None:
+        refs_settings: Settings, store: RefStore, tmp_path: Path) -> None:
     """Loaded at open, then fed every notice twice, the index holds exactly the stored refs."""
     signer = make_signer()
-    a, b = refs_client.add(stack_settings, "image",
+    a, b = refs_client.add(refs_settings, "image",
                            [unique_png(tmp_path, "a"), unique_png(tmp_path, "b")], signer)
-    follower = RefFollower(RefStore(store.session, stack_settings.cassandra_keyspace, page_size=3),
+    follower = RefFollower(RefStore(store.session, refs_settings.cassandra_keyspace, page_size=3),
                            "image", signer, "pixels-v1")
     index = {e.ref_id: (e.name, e.signature) for e in follower.load_all()}
-    (c,) = refs_client.add(stack_settings, "image", [unique_png(tmp_path, "c")], signer)
-    refs_client.remove(stack_settings, "image", [a.ref_id])
+    (c,) = refs_client.add(refs_settings, "image", [unique_png(tmp_path, "c")], signer)
+    refs_client.remove(refs_settings, "image", [a.ref_id])
     ids = {a.ref_id, b.ref_id, c.ref_id}
     assert set(mine(index, ids)) == {a.ref_id, b.ref_id}
-    found = [notice for _, notice in notices_of(stack_settings, ids, 4)]
+    found = [notice for _, notice in notices_of(refs_settings, ids, 4)]
     assert len(found) == 4
     changes = [follower.apply(notice) for notice in found + found]
     assert [ch[:2] for ch in changes if ch is not None] == [("add", c.ref_id), ("remove", a.ref_id)]
@@ -159,12 +174,12 @@ def test_follower_loads_then_follows_the_notices(
 
 
 def test_stale_signature_is_recomputed_and_never_revives_a_removed_row(
-        stack_settings: Settings, store: RefStore, tmp_path: Path) -> None:
+        refs_settings: Settings, store: RefStore, tmp_path: Path) -> None:
     """A follower on signer v2 re-signs a v1 row from its media and stores it; a later removal wins.
 
     Audio, so that re-signing every row of the kind touches no other test's references."""
     path = unique_wav(tmp_path, "stale")
-    (ref,) = refs_client.add(stack_settings, "audio", [path], make_signer("pixels-v1"))
+    (ref,) = refs_client.add(refs_settings, "audio", [path], make_signer("pixels-v1"))
     assert (ref.mime, ref.ref_id[:4]) == ("audio/wav", "aud-")
     calls: list[str] = []
     v2 = counting(make_signer("pixels-v2"), calls)
@@ -176,11 +191,12 @@ def test_stale_signature_is_recomputed_and_never_revives_a_removed_row(
     calls.clear()
     RefFollower(store, "audio", v2, "pixels-v2").load_all()
     assert ref.ref_id not in calls  # written back: the next operator does not re-sign
-    refs_client.remove(stack_settings, "audio", [ref.ref_id])
+    refs_client.remove(refs_settings, "audio", [ref.ref_id])
     store.put_signature(stored, b"late", "pixels-v3")  # a slow follower writing after the removal
     assert store.get("audio", ref.ref_id) is None
     raw = store.session.execute(
-        "SELECT signature FROM refs_by_kind WHERE kind = 'audio' AND bucket = %s AND ref_id = %s",
+        f"SELECT signature FROM {refs_settings.cassandra_keyspace}.refs_by_kind "
+        "WHERE kind = 'audio' AND bucket = %s AND ref_id = %s",
         (bucket_of(ref.ref_id), ref.ref_id)).one()
     assert raw is None  # not even a partial row of signature cells
 

@@ -21,7 +21,8 @@ pytestmark = pytest.mark.job
 
 class DelayFirst:
     """Holds the first event back so the rules (a separate bounded source) are broadcast first,
-    after AnalyzeText has opened (it loads its models for a few seconds); holds the end of the
+    after AnalyzeText and AnalyzeMedia have opened (they load their models; from a cold start
+    both together took over 10 s on 2 cores); holds the end of the
     input back after the last event, so that media parts, analysed on the operator's own
     threads, are collected before the bounded job finishes."""
 
@@ -55,7 +56,7 @@ def run(events: list[bytes], rules: list[Rule]) -> dict[str, list[dict]]:
     settings = Settings().replace(batch_size=1, parallelism=1, flink_rest_port=0, refs_store="none")
     env = execution_environment(settings)
     event_stream = env.from_collection([e.decode("latin-1") for e in events], json_type()).map(
-        DelayFirst(10.0, len(events)), record_type())
+        DelayFirst(20.0, len(events)), record_type())
     rule_stream = env.from_collection([encode(r) for r in rules], json_type()).map(as_bytes, record_type())
     out = topology(event_stream, rule_stream, settings)
     tagged = (
