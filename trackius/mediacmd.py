@@ -36,7 +36,8 @@ def analyze(settings: Settings, kind: str, targets: list[str], progress: bool = 
     from udfs.media_operators import build_pipeline
     from udfs.media_pipeline import MediaText, PartRequest
 
-    pipeline = build_pipeline(settings)
+    # the files named on the command line are the user's own choice: any path may be read
+    pipeline = build_pipeline(settings.replace(media_file_roots="/"))
     try:
         if refs is not None:
             index_directory(pipeline.analyzer, refs, settings)

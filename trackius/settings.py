@@ -96,6 +96,9 @@ class Settings:
     media_max_bytes: int = 20 * 1024 * 1024
     media_fetch_workers: int = 8
     media_cache_items: int = 256
+    # file:// URIs in content events are read only under these directories (":"-separated);
+    # empty: the data directory and the system's temporary directory. "/" allows any file.
+    media_file_roots: str = ""
     media_cache_bytes: int = 64 * 1024 * 1024
     # Decoding: images are downscaled to this longest side; above this many pixels (after early
     # JPEG downscaling) an image is refused as a decompression bomb.
@@ -106,6 +109,11 @@ class Settings:
     media_batch_max_wait_ms: int = 5
     # How often the operator collects finished parts from its background threads.
     media_poll_ms: int = 5
+    # Known images: a part matches a reference when their perceptual hashes differ by at most
+    # this many bits, or else their embeddings' cosine reaches this (raise it for very large
+    # reference sets: ~1.4 % false matches per image at 100,000 references at 0.83, ~0.3 % at 0.84).
+    image_match_max_hash_bits: int = 8
+    image_match_min_cosine: float = 0.83
     # Videos: one frame per interval plus shot changes, at most this many frames per part.
     video_every_ms: int = 1000
     video_max_frames: int = 300
@@ -113,6 +121,14 @@ class Settings:
     # "none" starts with no references (topologies tested without a Cassandra).
     refs_store: str = "cassandra"
     job_name: str = "trackius-analyze"
+
+    @property
+    def file_roots(self) -> tuple[Path, ...]:
+        if self.media_file_roots:
+            return tuple(Path(root) for root in self.media_file_roots.split(":") if root)
+        import tempfile
+
+        return self.data_dir, Path(tempfile.gettempdir())
 
     @property
     def vision_manifest(self) -> Path:
@@ -180,6 +196,8 @@ def _parse(name: str, raw: str, type_name: object) -> object:
     try:
         if kind == "int":
             return int(raw)
+        if kind == "float":
+            return float(raw)
         if kind == "Path":
             return Path(raw).expanduser().resolve()
         return raw

@@ -115,8 +115,10 @@ class Fetcher:
 
     def __init__(self, timeout_s: float = 5.0, max_bytes: int = 20 * MiB, workers: int = 8,
                  cache_items: int = 256, cache_bytes: int = 64 * MiB,
-                 user_agent: str = "Trackius-media/0.1") -> None:
+                 user_agent: str = "Trackius-media/0.1", file_roots: tuple[Path, ...] = (Path("/"),)) -> None:
         self.timeout_s, self.max_bytes = timeout_s, max_bytes
+        # file:// URIs arrive in public content: only files under these directories are read.
+        self.file_roots = tuple(root.resolve() for root in file_roots)
         self.cache = MediaCache(cache_items, cache_bytes)
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="media-fetch")
         self._watchdog = Watchdog()
@@ -179,7 +181,7 @@ class Fetcher:
         if scheme in ("http", "https"):
             return self._get(uri)
         if scheme == "file":
-            return read_file(uri, self.max_bytes), None
+            return read_file(uri, self.max_bytes, self.file_roots), None
         if scheme == "data":
             return read_data(uri, self.max_bytes)
         raise MediaError("bad_uri", f"{uri[:80]!r}: only http, https, file and data are fetched")
@@ -234,12 +236,14 @@ class Fetcher:
         return b"".join(chunks)
 
 
-def read_file(uri: str, max_bytes: int) -> bytes:
-    """The content of a file:// URI on this host, refused past `max_bytes`."""
+def read_file(uri: str, max_bytes: int, roots: tuple[Path, ...] = (Path("/"),)) -> bytes:
+    """The content of a file:// URI on this host, under one of `roots`, refused past `max_bytes`."""
     parts = urlsplit(uri)
     if parts.netloc not in ("", "localhost"):
         raise MediaError("bad_uri", f"{uri[:80]!r} names another host")
-    path = Path(unquote(parts.path))
+    path = Path(unquote(parts.path)).resolve()  # symlinks and '..' resolved before the check
+    if not any(path.is_relative_to(root) for root in roots):
+        raise MediaError("forbidden", f"{path} is outside the directories media may be read from")
     try:
         with path.open("rb") as file:
             data = file.read(max_bytes + 1)

@@ -196,8 +196,11 @@ def build_pipeline(settings: Settings) -> Any:
 
     fetcher = Fetcher(timeout_s=settings.media_fetch_timeout_ms / 1000, max_bytes=settings.media_max_bytes,
                       workers=settings.media_fetch_workers, cache_items=settings.media_cache_items,
-                      cache_bytes=settings.media_cache_bytes)
-    analyzer = VisualAnalyzer.create(settings.model_dir, settings.vision_manifest)
+                      cache_bytes=settings.media_cache_bytes, file_roots=settings.file_roots)
+    from udfs.known_images import ImageIndex
+
+    index = ImageIndex(settings.image_match_max_hash_bits, settings.image_match_min_cosine)
+    analyzer = VisualAnalyzer.create(settings.model_dir, settings.vision_manifest, index)
     options = PipelineOptions(max_side=settings.image_max_side, max_pixels=settings.image_max_pixels,
                               batch_size=settings.media_batch_size, batch_wait_ms=settings.media_batch_max_wait_ms,
                               video_every_s=settings.video_every_ms / 1000, video_max_frames=settings.video_max_frames)

@@ -300,6 +300,18 @@ def test_file_uris(tmp_path: Path) -> None:
         assert failure(small, JPEG_PATH.as_uri()).code == "too_large"
 
 
+def test_file_uris_only_under_the_allowed_roots(tmp_path: Path) -> None:
+    """Content events are public: a file:// URI outside the roots, or a link leading out of
+    them, is refused before anything is read."""
+    inside = tmp_path / "inside.jpg"
+    inside.write_bytes(JPEG)
+    (tmp_path / "escape.jpg").symlink_to(JPEG_PATH)
+    with Fetcher(max_bytes=CAP, file_roots=(tmp_path,)) as fetcher:
+        assert fetcher.fetch(inside.as_uri(), "image").data == JPEG
+        for uri in (JPEG_PATH.as_uri(), (tmp_path / "escape.jpg").as_uri(), f"file://{tmp_path}/../etc/passwd"):
+            assert failure(fetcher, uri).code == "forbidden"
+
+
 def test_data_uris() -> None:
     """Base64 and percent-encoded data URIs decode; bad base64 and oversize are refused."""
     encoded = "data:image/png;base64," + base64.b64encode(PNG).decode()

@@ -97,3 +97,18 @@ def test_nltk_data_and_models_follow_the_data_dir(tmp_path) -> None:
     assert (moved.nltk_data_dir, moved.model_dir) == (tmp_path / "nltk_data", tmp_path / "models")
     own = Settings.from_env({"TRACKIUS_DATA_DIR": str(tmp_path), "TRACKIUS_NLTK_DATA_DIR": "/x/nltk"})
     assert own.nltk_data_dir == Path("/x/nltk")
+
+
+def test_file_roots_default_to_the_data_and_temporary_directories(tmp_path: Path) -> None:
+    import tempfile
+
+    assert Settings().file_roots == (Settings().data_dir, Path(tempfile.gettempdir()))
+    chosen = Settings.from_env({"TRACKIUS_MEDIA_FILE_ROOTS": f"{tmp_path}:/srv/media"}).file_roots
+    assert chosen == (tmp_path, Path("/srv/media"))
+
+
+def test_match_thresholds_are_the_index_defaults_and_parse_as_numbers() -> None:
+    from udfs.known_images import EMBEDDING_MIN, HASH_MAX
+
+    assert (Settings().image_match_max_hash_bits, Settings().image_match_min_cosine) == (HASH_MAX, EMBEDDING_MIN)
+    assert Settings.from_env({"TRACKIUS_IMAGE_MATCH_MIN_COSINE": "0.84"}).image_match_min_cosine == 0.84
