@@ -71,6 +71,12 @@ def start_fanout(settings: Settings) -> subprocess.Popen:
 
 def run_demo(settings: Settings, rate: float, duration_s: float | None,
              rules_file: Path = SAMPLES / "rules.yaml", events_file: Path = SAMPLES / "events.jsonl") -> int:
+    demo_dir = draw_screenshot(settings.state_dir / "demo")
+    # The sample media are files: the shared data and the screenshot drawn for the demo. The
+    # sample video is replayed every round: a dozen frames of it show the path without making
+    # the two cores of a laptop-sized machine the bottleneck of the demo's alerts.
+    settings = settings.replace(media_file_roots=f"{settings.data_dir}:{demo_dir}", video_max_frames=12)
+    places = {"{data_dir}": settings.data_dir.as_posix(), "{demo_dir}": demo_dir.as_posix()}
     stack_was_up = all(server.healthy for server in stack.status(settings))
     stack.up(settings)
     children: dict[str, subprocess.Popen] = {}
@@ -83,7 +89,8 @@ def run_demo(settings: Settings, rate: float, duration_s: float | None,
         rules = load_rules_yaml(rules_file.read_text(encoding="utf-8"), str(rules_file))
         rules_client.publish(settings, rules, wait=True)
         print(f"{len(rules)} rules active: {', '.join(rule.rule_id for rule in rules)}")
-        _run_feed_and_replay(settings, read_lines(events_file), rate, duration_s)
+        lines = [_placed(line, places) for line in read_lines(events_file)]
+        _run_feed_and_replay(settings, lines, rate, duration_s)
     except KeyboardInterrupt:
         print("\nstopping")
     finally:
@@ -118,6 +125,27 @@ def _replay_forever(settings: Settings, lines: list[bytes], rate: float, stop: t
     while not stop.is_set():
         replay(settings, [_with_round(line, f"d{run}r{round_no}") for line in lines], rate, stop=stop)
         round_no += 1
+
+
+def draw_screenshot(directory: Path) -> Path:
+    """A picture of a post whose text only the OCR can see: the outage rule fires on an image."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    directory.mkdir(parents=True, exist_ok=True)
+    image = Image.new("RGB", (720, 260), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((24, 40), "Binance support:", fill="black", font=ImageFont.load_default(size=40))
+    draw.text((24, 120), "withdrawals paused until further notice", fill="black", font=ImageFont.load_default(size=34))
+    image.save(directory / "screenshot.png")
+    return directory
+
+
+def _placed(line: bytes, places: dict[str, str]) -> bytes:
+    """Sample media URIs name their folders by placeholder: filled in for this machine."""
+    text = line.decode("utf-8", errors="surrogateescape")
+    for placeholder, value in places.items():
+        text = text.replace(placeholder, value)
+    return text.encode("utf-8", errors="surrogateescape")
 
 
 def _with_round(line: bytes, suffix: str) -> bytes:
