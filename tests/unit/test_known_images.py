@@ -123,6 +123,23 @@ def test_unrelated_images_do_not_match(model, images, index):
     assert index.match_batch(sign_images(model, queries)) == [None] * len(queries)
 
 
+def test_small_blocky_copy_of_a_small_reference_matches(model, images):
+    """A 90-pixel mirrored JPEG-30 copy of a 256-pixel reference matches through the embedding
+    (the JPEG reference views lift it from ~0.78 to ~0.85), and other images still do not."""
+    reference = load(OTHERS[2], 256)
+    built = ImageIndex()
+    built.add("rocket", "rocket.jpg", sign_images(model, [reference], reference=True)[0])
+    down, side = reference.shape[0] // 20, reference.shape[1] // 20
+    window = reference[down:reference.shape[0] - down, side:reference.shape[1] - side][:, ::-1]
+    copy = Image.fromarray(np.ascontiguousarray(window))
+    copy.thumbnail((90, 90))
+    found = built.match(sign_images(model, [reencode(np.asarray(copy), 1.0, 30)])[0])
+    assert found is not None and found.ref_id == "rocket" and found.method == "embedding"
+    assert found.similarity is not None and found.similarity >= built.embedding_min + 0.01
+    others = [reencode(images[name], 90 / 512, 30) for name in REFS]
+    assert built.match_batch(sign_images(model, others)) == [None] * len(others)
+
+
 def test_index_add_remove_and_replace(model, images):
     """Removal swaps rows without confusing the others; re-adding an id replaces it."""
     signatures = sign_images(model, [images[n] for n in REFS], reference=True)
