@@ -7,6 +7,7 @@ results equal per-image results (tests/unit/test_scenes.py proves it for this mo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,10 +35,14 @@ class SceneOutput:
     features: np.ndarray  # [N, 1280, 7, 7]
 
 
+MAX_ASPECT = 4.0  # longer side / shorter side before the short side is scaled to 256
+
+
 def preprocess(rgb: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> float32 (3, 224, 224): short side to 256, centre crop, normalise."""
     import cv2
 
+    rgb = _bounded_aspect(rgb)
     height, width = rgb.shape[:2]
     scale = RESIZE / min(height, width)
     size = (max(SIZE, round(width * scale)), max(SIZE, round(height * scale)))
@@ -45,6 +50,22 @@ def preprocess(rgb: np.ndarray) -> np.ndarray:
     top, left = (resized.shape[0] - SIZE) // 2, (resized.shape[1] - SIZE) // 2
     crop = resized[top:top + SIZE, left:left + SIZE].astype(np.float32) / 255.0
     return ((crop - MEAN) / STD).transpose(2, 0, 1)
+
+
+def _bounded_aspect(rgb: np.ndarray) -> np.ndarray:
+    """A banner 1 pixel high would otherwise be scaled 256-fold along its length (a 1280-px
+    strip: 327,680 px long): pad its short side with black up to a quarter of its long side."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    short = math.ceil(max(height, width) / MAX_ASPECT)
+    if min(height, width) >= short:
+        return rgb
+    if height < width:
+        top = (short - height) // 2
+        return cv2.copyMakeBorder(rgb, top, short - height - top, 0, 0, cv2.BORDER_CONSTANT, value=0)
+    left = (short - width) // 2
+    return cv2.copyMakeBorder(rgb, 0, 0, left, short - width - left, cv2.BORDER_CONSTANT, value=0)
 
 
 class SceneModel:

@@ -134,6 +134,13 @@ def test_text_in_an_image_is_read_when_wanted(analyzer: VisualAnalyzer) -> None:
     assert "ocr_pending" in next(r for r in results if isinstance(r, MediaFindings)).flags
 
 
+def test_extreme_shapes_are_analysed_within_bounds(analyzer: VisualAnalyzer) -> None:
+    """A 1-pixel banner, a tall strip and a single pixel: findings, not a 300,000-pixel resize."""
+    shapes = [(1, 1280, 3), (1280, 7, 3), (1, 1, 3)]
+    results = analyzer.analyse_images([np.full(shape, 200, np.uint8) for shape in shapes])
+    assert len(results) == 3 and all(result.analyse_ms < 2000 for result in results)
+
+
 def test_data_uris_are_not_repeated_in_findings() -> None:
     shown = shown_uri("data:image/png;base64," + "A" * 100_000)
     assert shown.startswith("data:image/png;base64,") and len(shown) < 120
