@@ -2,7 +2,7 @@
 
 The model takes batches, and one forward pass serves two analyses: the logits become labels,
 and the 1280x7x7 feature map feeds the known-image embedding (udfs/known_images.py). Batched
-results equal per-image results (tests/unit/test_scenes.py proves it for this model).
+results equal per-image results (tests/unit/test_vision_models.py proves it for this model).
 """
 
 from __future__ import annotations
