@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.codec import encode
-from schemas.content import ContentEvent, MediaPart
+from schemas.content import MediaPart
 from schemas.errors import ConfigError
 from schemas.findings import text_part_of
 from trackius.settings import Settings
@@ -80,35 +80,30 @@ def _text_analysis(settings: Settings, rules: Path) -> Any:
     from dataclasses import replace
 
     from schemas.rule import load_rules_yaml
-    from udfs.rules import RuleBook
-    from udfs.text import TextAnalyzer
+    from trackius import textcmd
+    from udfs.query import RuleIndex
 
-    book = RuleBook.of(load_rules_yaml(rules.read_text(encoding="utf-8"), source=str(rules)))
-    analyzer = TextAnalyzer.create(settings.max_text_chars, settings.nltk_data_dir, settings.project_model_dir)
+    index = RuleIndex(load_rules_yaml(rules.read_text(encoding="utf-8"), source=str(rules)))
+    analyzer = textcmd.analyzer(settings)
 
     def analyse(read: Any) -> Any:
-        event = ContentEvent(CLI_KEY, "rss", "cli", "", 0, 0, text=read.text)
-        return replace(analyzer.analyse(event, book.index), part_id=text_part_of(read.part_id))
+        found = analyzer.analyse(textcmd.event_for(read.text, 0), index)
+        return replace(found, part_id=text_part_of(read.part_id))
 
     return analyse
 
 
 def index_directory(analyzer: Any, refs: Path, settings: Settings) -> int:
-    """Sign every image in `refs` and add it to the analyzer's index (named by file name)."""
-    from schemas.errors import MediaError
+    """Index every image in `refs` (named by file name) as `identify` does, with the match
+    thresholds of the settings; returns how many were indexed."""
+    from trackius.imageid import reference_index
 
-    sign = analyzer.signer(settings.image_max_side, settings.image_max_pixels)
-    from udfs.known_images import signature_from_bytes
-
-    added = 0
-    for path in sorted(p for p in refs.iterdir() if p.is_file()):
-        try:
-            signature, _ = sign("image", path.read_bytes())
-        except MediaError:
-            continue
-        analyzer.index.add(path.name, path.name, signature_from_bytes(signature))
-        added += 1
-    return added
+    if analyzer.scenes is None:
+        raise ConfigError("--refs needs the scenes model (MobileNetV2), which is not loaded")
+    index, _, _ = reference_index(analyzer.scenes, refs)
+    index.hash_max, index.embedding_min = settings.image_match_max_hash_bits, settings.image_match_min_cosine
+    analyzer.index = index
+    return len(index)
 
 
 def refs_command(settings: Settings, action: str, kind: str, targets: list[str], name: str | None) -> Iterator[str]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,4 @@ def _known(match: Any) -> KnownImage:
 
 
 def _with_time(result: ImageAnalysis, ms: float) -> ImageAnalysis:
-    from dataclasses import replace
-
     return replace(result, analyse_ms=round(ms, 2))
