@@ -18,6 +18,11 @@ def text_part_of(part_id: str) -> str:
     the part's media findings."""
     return f"{part_id}.{TEXT_PART}"
 
+
+def audio_part_of(part_id: str) -> str:
+    """The part_id of a video part's audio track ("clip" -> "clip.audio")."""
+    return f"{part_id}.audio"
+
 # Flags a text can carry: why its analysis is partial or what is unusual about it.
 FLAGS = (
     "empty",  # no text at all

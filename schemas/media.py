@@ -1,5 +1,6 @@
-"""MediaFindings: what the visual analysis found in one image or video part (findings.v1,
-Cassandra findings_by_content, one row per part).
+"""MediaFindings: what the visual or audio analysis found in one image, video or audio part
+(findings.v1, Cassandra findings_by_content, one row per part). The audio track of a video part
+reports as a part of its own, kind "audio", with the id `audio_part_of(video part id)`.
 
 Boxes are (x1, y1, x2, y2) in the pixels of the image as published, after its EXIF orientation.
 A part that cannot be fetched or decoded still gets findings: `status` "error" and a `failure`
@@ -21,6 +22,8 @@ FLAGS = (
     "downscaled",  # decoded below its published size (large images; early JPEG downscaling)
     "video_cut_short",  # decoding stopped before the end (corrupt data, the frame or time limit)
     "ocr_pending",  # its text is being read; the text findings follow under the same part_id
+    "audio_cut_short",  # audio decoding stopped early (corrupt data, the length limit)
+    "no_audio_track",  # the audio of a video part that has none
 )
 
 
@@ -78,10 +81,73 @@ class VideoSummary:
 
 
 @dataclass(frozen=True)
+class KnownClip:
+    """A tracked reference clip heard in this part."""
+
+    ref_id: str
+    name: str
+    method: str = field(metadata=choices("landmarks", "chromaprint"))
+    score: float  # landmarks: share of the query's hashes that agree; chromaprint: 1 - bit error rate
+    offset_s: float  # where, in the reference, the part's audio at `at_s` sits
+    at_s: float  # when it was first heard in the part
+    speed: float = 1.0  # playback speed relative to the reference
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class SoundSpan:
+    label: str = field(metadata=choices("music", "speech", "silence", "other"))
+    start_s: float
+    end_s: float
+
+
+@dataclass(frozen=True)
+class LoudSound:
+    at_s: float
+    peak_db: float
+    jump_db: float  # above the background level just before
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A tracked phrase spotted in the speech."""
+
+    phrase: str
+    start_s: float
+    end_s: float
+    score: float
+
+
+@dataclass(frozen=True)
+class AudioSummary:
+    analysed_s: float  # audio time covered so far
+    duration_s: float | None  # as the container declares it
+    codec: str
+    source_rate: int
+    channels: int
+    speech_share: float = 0.0
+    speech: tuple[Segment, ...] = ()  # the first MAX_SEGMENTS speech segments
+    clips: tuple[KnownClip, ...] = ()
+    transcript: str = ""
+    keywords: tuple[Keyword, ...] = ()
+    sounds: tuple[SoundSpan, ...] = ()  # per-second classes, runs merged
+    sound_shares: dict[str, float] = field(default_factory=dict)
+    loudness_db: float | None = None
+    peak_db: float | None = None
+    features: dict[str, float] = field(default_factory=dict)
+    loud_sounds: tuple[LoudSound, ...] = ()
+
+
+@dataclass(frozen=True)
 class MediaFindings:
     content_key: str
     part_id: str
-    kind: str = field(metadata=choices("image", "video"))
+    kind: str = field(metadata=choices("image", "video", "audio"))
     uri: str
     status: str = field(metadata=choices(*STATUSES))
     failure: Failure | None = None
@@ -94,6 +160,7 @@ class MediaFindings:
     labels: tuple[SceneLabel, ...] = ()
     matches: tuple[KnownImage, ...] = ()
     video: VideoSummary | None = None
+    audio: AudioSummary | None = None
     flags: tuple[str, ...] = ()
     models: dict[str, str] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)  # fetch, decode, analyse

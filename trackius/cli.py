@@ -69,12 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     admin.set_defaults(run=_admin)
 
     analyze = commands.add_parser("analyze", help="the findings the job computes for one input")
-    analyze.add_argument("modality", choices=["text", "image", "video"])
-    analyze.add_argument("input", nargs="+", help="text: the text; image, video: files or URLs")
+    analyze.add_argument("modality", choices=["text", "image", "video", "audio"])
+    analyze.add_argument("input", nargs="+", help="text: the text; image, video, audio: files or URLs")
     analyze.add_argument("--rules", type=Path, help="a YAML rules file whose terms and names to look for "
-                                                    "(image: also reads the text in the image)")
-    analyze.add_argument("--refs", type=Path, help="image, video: a directory of reference images to look for")
-    analyze.add_argument("--progress", action="store_true", help="video: print partial findings as they come")
+                                                    "(image: also reads its text; audio, video: also "
+                                                    "transcribes the speech)")
+    analyze.add_argument("--refs", type=Path, help="image, video: a directory of reference images; "
+                                                   "audio: of reference clips")
+    analyze.add_argument("--progress", action="store_true",
+                         help="video, audio: print partial findings as they come")
     _content_options(analyze)
     analyze.set_defaults(run=_analyze)
 
@@ -84,18 +87,19 @@ def _parser() -> argparse.ArgumentParser:
     match.set_defaults(run=_match)
 
     evaluate = commands.add_parser("eval", help="measure the models on labelled data")
-    evaluate.add_argument("target", choices=["sentiment", "spam", "image-id"])
+    evaluate.add_argument("target", choices=["sentiment", "spam", "image-id", "audio-id"])
     evaluate.add_argument("--data", type=Path,
                           help="sentiment: id<TAB>rating -4..4<TAB>text; spam: label<TAB>text (ham/spam)")
-    evaluate.add_argument("--refs", type=Path, help="image-id: a directory of reference images")
+    evaluate.add_argument("--refs", type=Path, help="image-id, audio-id: a directory of reference images / clips")
     evaluate.add_argument("--negatives", type=Path,
-                          help="image-id: a directory of images and videos that show none of the references")
-    evaluate.add_argument("--seed", type=int, default=0, help="image-id: seed of the distortions (default 0)")
+                          help="image-id: a directory of images and videos that show none of the references; "
+                               "audio-id: of audio that is none of the reference clips")
+    evaluate.add_argument("--seed", type=int, default=0, help="image-id, audio-id: seed of the distortions (default 0)")
     evaluate.set_defaults(run=_eval)
-    identify = commands.add_parser("identify", help="which reference image each file shows")
-    identify.add_argument("kind", choices=["image"])
+    identify = commands.add_parser("identify", help="which reference image each file shows, or clip it plays")
+    identify.add_argument("kind", choices=["image", "audio"])
     identify.add_argument("files", nargs="+", type=Path)
-    identify.add_argument("--refs", type=Path, required=True, help="a directory of reference images")
+    identify.add_argument("--refs", type=Path, required=True, help="a directory of reference images or clips")
     identify.set_defaults(run=_identify)
     refs = commands.add_parser("refs", help="add, remove or list tracked reference media (Cassandra + refs.v1)")
     refs_actions = refs.add_subparsers(dest="action", required=True)
@@ -240,8 +244,8 @@ def _match(settings: Settings, args: argparse.Namespace) -> int:
 def _eval(settings: Settings, args: argparse.Namespace) -> int:
     from trackius import textcmd
 
-    if args.target == "image-id":
-        return _eval_image_id(settings, args)
+    if args.target in ("image-id", "audio-id"):
+        return _eval_media_id(settings, args)
     if args.data is None or not args.data.is_file():
         raise ConfigError(f"--data {args.data}: no such file")
     if args.target == "sentiment":
@@ -257,22 +261,34 @@ def _eval(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_image_id(settings: Settings, args: argparse.Namespace) -> int:
-    from trackius.imageid import evaluate
-
+def _eval_media_id(settings: Settings, args: argparse.Namespace) -> int:
     for name in ("refs", "negatives"):
         if getattr(args, name) is None or not getattr(args, name).is_dir():
-            raise ConfigError(f"eval image-id: --{name} must be a directory")
-    print(json.dumps(evaluate(args.refs, args.negatives, settings.model_dir, seed=args.seed)))
+            raise ConfigError(f"eval {args.target}: --{name} must be a directory")
+    if args.target == "audio-id":
+        from trackius import audioid
+
+        result = audioid.evaluate(args.refs, args.negatives, seed=args.seed)
+    else:
+        from trackius import imageid
+
+        result = imageid.evaluate(args.refs, args.negatives, settings.model_dir, seed=args.seed)
+    print(json.dumps(result))
     return 0
 
 
 def _identify(settings: Settings, args: argparse.Namespace) -> int:
-    from trackius.imageid import identify
-
     if not args.refs.is_dir():
         raise ConfigError(f"--refs {args.refs}: not a directory")
-    for result in identify(args.refs, args.files, settings.model_dir):
+    if args.kind == "audio":
+        from trackius import audioid
+
+        results = audioid.identify(args.refs, args.files)
+    else:
+        from trackius import imageid
+
+        results = imageid.identify(args.refs, args.files, settings.model_dir)
+    for result in results:
         print(json.dumps(result), flush=True)
     return 0
 

@@ -1,4 +1,4 @@
-"""The media commands: `analyze image|video FILE`, `identify image`, `eval image-id` and `refs`.
+"""The media commands: `analyze image|video|audio FILE`, `identify image`, `eval image-id` and `refs`.
 
 `analyze` runs the job's own pipeline (udfs/media_pipeline.py) on a local file or a URL and
 prints the findings JSON the job would publish, one line per result (a video's partial findings
@@ -33,18 +33,18 @@ def uri_of(target: str) -> str:
 
 def analyze(settings: Settings, kind: str, targets: list[str], progress: bool = False,
             rules: Path | None = None, refs: Path | None = None) -> Iterator[str]:
-    from udfs.media_operators import build_pipeline
+    from udfs.media_operators import analysed_parts, build_pipeline
     from udfs.media_pipeline import MediaText, PartRequest
 
     # the files named on the command line are the user's own choice: any path may be read
     pipeline = build_pipeline(settings.replace(media_file_roots="/"))
     try:
         if refs is not None:
-            index_directory(pipeline.analyzer, refs, settings)
-        text = _text_analysis(settings, rules) if rules is not None else None
-        pipeline.ocr_wanted = text is not None
-        requests = [PartRequest(CLI_KEY, CLI_KEY, MediaPart(f"part-{i}", kind, uri_of(target)))
-                    for i, target in enumerate(targets)]
+            index_directory(pipeline, kind, refs, settings)
+        text, spoken = _text_analysis(settings, rules) if rules is not None else (None, ())
+        pipeline.wants_text(text is not None, spoken)
+        parts = [MediaPart(f"part-{i}", kind, uri_of(target)) for i, target in enumerate(targets)]
+        requests = [PartRequest(CLI_KEY, CLI_KEY, part) for part in analysed_parts(parts, settings.sound_of_video)]
         # Final lines come out in the order of the inputs (parts finish in any order); a text
         # read in an image follows its image's line.
         ready: dict[str, list[str]] = {}
@@ -75,8 +75,9 @@ def _text_pending(ready: dict[str, list[str]], part_id: str) -> bool:
     return '"ocr_pending"' in ready[part_id][0] and part_id + "+" not in ready
 
 
-def _text_analysis(settings: Settings, rules: Path) -> Any:
-    """The text findings of the text read in an image, as the job's text analysis computes them."""
+def _text_analysis(settings: Settings, rules: Path) -> tuple[Any, tuple[str, ...]]:
+    """The text findings of text read in an image or heard in audio, as the job's text analysis
+    computes them; and the words and phrases the rules look for (spotted in speech)."""
     from dataclasses import replace
 
     from schemas.rule import load_rules_yaml
@@ -88,16 +89,19 @@ def _text_analysis(settings: Settings, rules: Path) -> Any:
 
     def analyse(read: Any) -> Any:
         found = analyzer.analyse(textcmd.event_for(read.text, 0), index)
-        return replace(found, part_id=text_part_of(read.part_id))
+        return replace(found, part_id=read.text_part or text_part_of(read.part_id))
 
-    return analyse
+    return analyse, index.spoken
 
 
-def index_directory(analyzer: Any, refs: Path, settings: Settings) -> int:
-    """Index every image in `refs` (named by file name) as `identify` does, with the match
-    thresholds of the settings; returns how many were indexed."""
+def index_directory(pipeline: Any, kind: str, refs: Path, settings: Settings) -> int:
+    """Index every reference file in `refs` (named by file name) as `identify` does; returns how
+    many were indexed. Images use the match thresholds of the settings."""
+    if kind == "audio":
+        return index_audio_directory(pipeline.audio.analyzer, refs)
     from trackius.imageid import reference_index
 
+    analyzer = pipeline.analyzer
     if analyzer.scenes is None:
         raise ConfigError("--refs needs the scenes model (MobileNetV2), which is not loaded")
     index, _, _ = reference_index(analyzer.scenes, refs)
@@ -132,9 +136,24 @@ def _done_lines(action: str, done: list[Any]) -> Iterator[str]:
         yield json.dumps({"ref_id": item, "removed": True}) if action == "remove" else encode(item)
 
 
+def index_audio_directory(listener: Any, refs: Path) -> int:
+    """Fingerprint and index every audio file in `refs`, named by file name."""
+    from schemas.errors import MediaError
+    from udfs.clip_refs import sign_clip
+
+    for path in sorted(p for p in refs.iterdir() if p.is_file()):
+        try:
+            listener.add(path.name, path.name, sign_clip(path.read_bytes()))
+        except MediaError:
+            continue  # not audio (a licence note, a cover image): not a reference
+    return len(listener)
+
+
 def _signer(settings: Settings, kind: str) -> Any:
-    if kind != "image":
-        raise ConfigError(f"references of kind {kind!r} are not supported yet (image only)")
+    if kind == "audio":
+        from udfs.clip_refs import clip_signer
+
+        return clip_signer(settings.audio_max_seconds)
     from udfs.visual import VisualAnalyzer
 
     analyzer = VisualAnalyzer.create(settings.model_dir, settings.vision_manifest)

@@ -117,6 +117,15 @@ class Settings:
     # Videos: one frame per interval plus shot changes, at most this many frames per part.
     video_every_ms: int = 1000
     video_max_frames: int = 300
+    # Audio (audio parts, and the sound of video parts unless audio_of_video is "off"): decoded
+    # in chunks of audio_chunk_ms, analysed up to audio_max_seconds (longer is cut short).
+    audio_chunk_ms: int = 10000
+    audio_max_seconds: int = 3600
+    audio_of_video: str = "on"
+    # Speech-to-text: "pocketsphinx" (English, from its wheel), "onnx" (a CTC model described by
+    # speech_model_dir/manifest.json) or "none".
+    speech_engine: str = "pocketsphinx"
+    speech_model_dir: Path = REPO_ROOT / "models" / "speech"
     # Tracked reference images: "cassandra" loads them at start and follows refs.v1;
     # "none" starts with no references (topologies tested without a Cassandra).
     refs_store: str = "cassandra"
@@ -133,6 +142,14 @@ class Settings:
     @property
     def vision_manifest(self) -> Path:
         return self.project_model_dir / "vision" / "manifest.json"
+
+    @property
+    def audio_manifest(self) -> Path:
+        return self.project_model_dir / "audio" / "manifest.json"
+
+    @property
+    def sound_of_video(self) -> bool:
+        return self.audio_of_video.lower() not in ("off", "no", "false", "0")
 
     topics: Topics = field(default_factory=Topics)
 

@@ -27,7 +27,7 @@ from pyflink.datastream.state import MapStateDescriptor
 from schemas.codec import encode
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
-from schemas.findings import text_part_of
+from schemas.findings import audio_part_of, text_part_of
 from schemas.flink_types import record_type
 from schemas.media import MediaFindings
 from schemas.pipeline import Ingested
@@ -37,9 +37,9 @@ from trackius.settings import Settings
 from udfs.operators import (
     DEAD_LETTERS,
     FINDINGS,
+    MEDIA_KINDS,
     RULE_ACKS,
     RULE_HOLDERS,
-    VISUAL_KINDS,
     now_ms,
     share_the_interpreter_fairly,
     subtask_of,
@@ -72,7 +72,7 @@ class AnalyzeMedia(KeyedBroadcastProcessFunction):
         share_the_interpreter_fairly()
         self.subtask, self.subtasks = subtask_of(runtime_context)
         self.pipeline = on_python_thread(build_pipeline, self.settings)
-        self.follower = on_python_thread(follow_references, self.settings, self.pipeline.analyzer)
+        self.followers = on_python_thread(follow_references, self.settings, self.pipeline)
         self.pending = runtime_context.get_map_state(MapStateDescriptor("media-pending", Types.STRING(), record_type()))
         self.book: RuleBook | None = None
         self.armed: set[Any] = set()  # shards with a poll timer registered
@@ -89,11 +89,10 @@ class AnalyzeMedia(KeyedBroadcastProcessFunction):
 
     def process_element(self, value: Ingested, ctx: Any) -> Iterator[Any]:
         self._ocr_switch(ctx)
-        for part in value.event.parts:
-            if part.kind in VISUAL_KINDS:
-                self.pending.put(_key(value.event.content_key, part.part_id), replace(value, part_id=part.part_id))
-                self._submit(ctx.get_current_key(), value, part)
-                self.parts_in.inc()
+        for part in analysed_parts(value.event.parts, self.settings.sound_of_video):
+            self.pending.put(_key(value.event.content_key, part.part_id), replace(value, part_id=part.part_id))
+            self._submit(ctx.get_current_key(), value, part)
+            self.parts_in.inc()
         self._arm(ctx)
         return iter(())
 
@@ -116,7 +115,7 @@ class AnalyzeMedia(KeyedBroadcastProcessFunction):
         if current is None or current.version <= value.version:
             state.put(value.rule_id, value)
             if self.book is not None and self.book.apply(value):
-                self.pipeline.ocr_wanted = reads_text(self.book)
+                self.pipeline.wants_text(reads_text(self.book), self.book.index.spoken)
         yield RuleAck(value.rule_id, value.version, self.operator, self.subtask, self.subtasks, RULE_HOLDERS)
 
     def _emit(self, result: Any) -> Iterator[Any]:
@@ -129,10 +128,11 @@ class AnalyzeMedia(KeyedBroadcastProcessFunction):
             return
         key = _key(result.content_key, result.part_id)
         waiting = self.pending.get(key)
-        self._done(key)
+        if result.final:
+            self._done(key)
         if waiting is not None and result.text.strip():
             event = replace(waiting.event, text=result.text, parts=())
-            yield Ingested(event, now_ms(), text_part_of(result.part_id))
+            yield Ingested(event, now_ms(), result.text_part or text_part_of(result.part_id))
 
     def _done(self, key: str) -> None:
         self.pending.remove(key)
@@ -151,8 +151,8 @@ class AnalyzeMedia(KeyedBroadcastProcessFunction):
         for key, waiting in list(self.pending.items()):
             event = waiting.event
             if key not in self.submitted:
-                part = next(p for p in event.parts if p.part_id == waiting.part_id)
-                self._submit(shard, waiting, part)
+                parts = analysed_parts(event.parts, self.settings.sound_of_video)
+                self._submit(shard, waiting, next(p for p in parts if p.part_id == waiting.part_id))
 
     def _arm(self, ctx: Any) -> None:
         shard = ctx.get_current_key()
@@ -164,22 +164,18 @@ class AnalyzeMedia(KeyedBroadcastProcessFunction):
     def _ocr_switch(self, ctx: Any) -> None:
         if self.book is None:  # after open or a restore: broadcast state is the truth
             self.book = RuleBook.of(rule for _, rule in ctx.get_broadcast_state(MEDIA_RULES_STATE).items())
-            self.pipeline.ocr_wanted = reads_text(self.book)
+            self.pipeline.wants_text(reads_text(self.book), self.book.index.spoken)
 
     def _apply_notice(self, notice: RefNotice) -> None:
-        if self.follower is None:
-            return
-        change = on_python_thread(self.follower.apply, notice)
-        index = self.pipeline.analyzer.index
-        if change is None:
-            return
-        if change.op == "add":
-            from udfs.known_images import signature_from_bytes
-
-            index.add(change.ref_id, change.name, signature_from_bytes(change.signature))
-        else:
-            index.remove(change.ref_id)
-        log.info("reference %s %s; %d image references indexed", change.ref_id, change.op, len(index))
+        for follower, refs in self.followers:
+            change = on_python_thread(follower.apply, notice)
+            if change is None:
+                continue
+            if change.op == "add":
+                refs.add(change.ref_id, change.name, change.signature)
+            else:
+                refs.remove(change.ref_id)
+            log.info("%s reference %s %s; %d indexed", follower.kind, change.ref_id, change.op, len(refs))
 
 
 def reads_text(book: RuleBook) -> bool:
@@ -204,25 +200,66 @@ def build_pipeline(settings: Settings) -> Any:
     options = PipelineOptions(max_side=settings.image_max_side, max_pixels=settings.image_max_pixels,
                               batch_size=settings.media_batch_size, batch_wait_ms=settings.media_batch_max_wait_ms,
                               video_every_s=settings.video_every_ms / 1000, video_max_frames=settings.video_max_frames)
-    return MediaPipeline(fetcher, analyzer, create_ocr(settings.ocr_model_dir), options)
+    return MediaPipeline(fetcher, analyzer, create_ocr(settings.ocr_model_dir), options,
+                         audio=build_listener(settings), audio_options=audio_options(settings))
 
 
-def follow_references(settings: Settings, analyzer: Any) -> Any:
-    """The image references from Cassandra, indexed; None when the setting turns them off."""
+def build_listener(settings: Settings) -> Any:
+    from udfs.listening import AudioAnalyzer
+
+    return AudioAnalyzer.create(settings.model_dir, settings.audio_manifest, settings.speech_engine,
+                                settings.speech_model_dir)
+
+
+def audio_options(settings: Settings) -> Any:
+    from udfs.audio_lane import AudioOptions
+
+    return AudioOptions(chunk_s=settings.audio_chunk_ms / 1000, max_s=settings.audio_max_seconds,
+                        batch_size=settings.media_batch_size, batch_wait_ms=settings.media_batch_max_wait_ms)
+
+
+def follow_references(settings: Settings, pipeline: Any) -> list[tuple[Any, Any]]:
+    """(follower, index) per kind of reference, each index loaded from Cassandra; none when the
+    setting turns references off."""
     if settings.refs_store == "none":
-        log.info("image references disabled (TRACKIUS_REFS_STORE=none)")
-        return None
+        log.info("references disabled (TRACKIUS_REFS_STORE=none)")
+        return []
     from connectors.admin import cassandra_session
     from connectors.refs import RefFollower, RefStore
-    from udfs.known_images import SIGNATURE_VERSION, signature_from_bytes
+    from udfs.known_images import SIGNATURE_VERSION
 
     store = RefStore(cassandra_session(settings), settings.cassandra_keyspace)
-    follower = RefFollower(store, "image", analyzer.signer(settings.image_max_side, settings.image_max_pixels),
-                           SIGNATURE_VERSION)
-    for entry in follower.load_all():
-        analyzer.index.add(entry.ref_id, entry.name, signature_from_bytes(entry.signature))
-    log.info("%d image references indexed", len(analyzer.index))
-    return follower
+    visual = pipeline.analyzer
+    kinds = [(RefFollower(store, "image", visual.signer(settings.image_max_side, settings.image_max_pixels),
+                          SIGNATURE_VERSION), ImageRefs(visual.index))]
+    if pipeline.audio is not None:
+        from udfs.clip_refs import CLIP_SIGNATURE_VERSION
+
+        listener = pipeline.audio.analyzer
+        kinds.append((RefFollower(store, "audio", listener.signer(), CLIP_SIGNATURE_VERSION), listener))
+    for follower, refs in kinds:
+        for entry in follower.load_all():
+            refs.add(entry.ref_id, entry.name, entry.signature)
+        log.info("%d %s references indexed", len(refs), follower.kind)
+    return kinds
+
+
+class ImageRefs:
+    """The image index as the followers see it: stored signatures in, by id."""
+
+    def __init__(self, index: Any) -> None:
+        self.index = index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def add(self, ref_id: str, name: str, signature: bytes) -> None:
+        from udfs.known_images import signature_from_bytes
+
+        self.index.add(ref_id, name, signature_from_bytes(signature))
+
+    def remove(self, ref_id: str) -> None:
+        self.index.remove(ref_id)
 
 
 class RouteMedia(ProcessFunction):
@@ -237,6 +274,17 @@ class RouteMedia(ProcessFunction):
             yield FINDINGS, encode(value)
         elif isinstance(value, RuleAck):
             yield RULE_ACKS, encode(value)
+
+
+def analysed_parts(parts: Any, audio_of_video: bool) -> list[Any]:
+    """The media parts to analyse: the event's, plus the sound of each video as an audio part."""
+    from schemas.content import MediaPart
+
+    found = [part for part in parts if part.kind in MEDIA_KINDS]
+    if audio_of_video:
+        found += [MediaPart(audio_part_of(part.part_id), "audio", part.uri, part.mime, part.size)
+                  for part in parts if part.kind == "video"]
+    return found
 
 
 def _key(content_key: str, part_id: str) -> str:

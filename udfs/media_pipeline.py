@@ -7,6 +7,8 @@ short timer; the CLI submits and waits.
     analysis thread: micro-batches bounded by size and time ─► VisualAnalyzer ◄──────┘
         ├─► MediaFindings (images: final; videos: partial every few frames, then final)
         └─► OCR thread (only when a rule could use the text) ─► MediaText for the text analysis
+    audio parts, and the sound of video parts: udfs/audio_lane.py, on its own threads
+        ─► MediaFindings (partial, then final) and transcripts as MediaText
 
 Every failure (fetch, decode, a model) becomes the part's findings with status "error", never
 a crash: the other parts and the content's text keep their analysis. Results are collected per
@@ -48,12 +50,14 @@ class PartRequest:
 
 @dataclass(frozen=True)
 class MediaText:
-    """Text read in an image part, for the text analysis (its findings keep the part_id)."""
+    """Text read in an image part or heard in an audio part, for the text analysis."""
 
     tag: Any
     content_key: str
-    part_id: str
+    part_id: str  # the media part's
     text: str
+    text_part: str = ""  # the part_id its text findings get (default: text_part_of(part_id))
+    final: bool = True  # the part's last result (OCR); transcripts come before the final findings
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,8 @@ class _Video:
 
 class MediaPipeline:
     def __init__(self, fetcher: Any, analyzer: VisualAnalyzer, ocr: Any = None,
-                 options: PipelineOptions | None = None, clock_ms: Callable[[], int] | None = None) -> None:
+                 options: PipelineOptions | None = None, clock_ms: Callable[[], int] | None = None,
+                 audio: Any = None, audio_options: Any = None) -> None:
         self.fetcher = fetcher
         self.analyzer = analyzer
         self.ocr = ocr
@@ -117,6 +122,19 @@ class MediaPipeline:
                          threading.Thread(target=self._ocr_loop, name="ocr", daemon=True)]
         for thread in self._threads:
             thread.start()
+        self.audio = None
+        if audio is not None:
+            from udfs.audio_lane import AudioLane, AudioOptions
+
+            self.audio = AudioLane(audio, audio_options or AudioOptions(), self._emit, self._finish,
+                                   self.clock_ms, self._transcript)
+
+    def wants_text(self, wanted: bool, phrases: tuple[str, ...] = ()) -> None:
+        """Whether an active rule reads text (so images are OCR'd and speech transcribed), and
+        the phrases rules track (spotted in speech)."""
+        self.ocr_wanted = wanted
+        if self.audio is not None:
+            self.audio.speech_wanted, self.audio.phrases = wanted, phrases
 
     # --- the owner's side -----------------------------------------------------------------
 
@@ -157,6 +175,8 @@ class MediaPipeline:
         self._stopping.set()
         self._videos.shutdown(wait=False, cancel_futures=True)
         self._decoder.shutdown(wait=False, cancel_futures=True)
+        if self.audio is not None:
+            self.audio.close()
         self.fetcher.close()
 
     # --- decode (decode pool and video pool threads) ------------------------------------------
@@ -180,10 +200,21 @@ class MediaPipeline:
             self._finish(request, _failed(base, "fetch", MediaError("internal", repr(exc))))
             return
         base = replace(base, mime=media.mime, sha256=media.sha256, timings_ms={"fetch": round(media.fetch_ms, 1)})
-        if request.part.kind == "video":
+        if request.part.kind == "audio":
+            self._listen(request, base, media)
+        elif request.part.kind == "video":
             self._videos.submit(self._sample, request, base, media)
         else:
             self._decode(request, base, media)
+
+    def _listen(self, request: PartRequest, base: MediaFindings, media: Any) -> None:
+        if self.audio is None:
+            self._finish(request, _failed(base, "analyse", MediaError("unsupported", "audio analysis is off")))
+        else:
+            self.audio.submit(request, base, media.data, media.mime, track_of_video=media.mime.startswith("video/"))
+
+    def _transcript(self, request: PartRequest, text: str, text_part: str) -> MediaText:
+        return MediaText(request.tag, request.content_key, request.part.part_id, text, text_part, final=False)
 
     def _decode(self, request: PartRequest, base: MediaFindings, media: Any) -> None:
         started = time.perf_counter()
@@ -223,7 +254,7 @@ class MediaPipeline:
 
     def _analyse_loop(self) -> None:
         while not self._stopping.is_set():
-            batch = self._next_batch()
+            batch = next_batch(self._jobs, self.options.batch_size, self.options.batch_wait_ms)
             if batch:
                 try:
                     self._analyse(batch)
@@ -231,21 +262,6 @@ class MediaPipeline:
                     log.exception("visual analysis failed on a batch of %d", len(batch))
                     for job in batch:
                         self._fail_job(job, MediaError("internal", repr(exc)))
-
-    def _next_batch(self) -> list[_Job]:
-        try:
-            first = self._jobs.get(timeout=0.1)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.options.batch_wait_ms / 1000
-        while len(batch) < self.options.batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                batch.append(self._jobs.get(timeout=max(0.0, remaining)) if remaining > 0 else self._jobs.get_nowait())
-            except queue.Empty:
-                break
-        return batch
 
     def _analyse(self, batch: list[_Job]) -> None:
         images = [job for job in batch if not job.end]
@@ -346,6 +362,23 @@ class MediaPipeline:
         with self._lock:
             self._results[request.tag].append(result)
             self._in_flight.discard((request.content_key, request.part.part_id))
+
+
+def next_batch(jobs: queue.Queue, size: int, wait_ms: float) -> list[Any]:
+    """Up to `size` jobs: the first one waited for (0.1 s at most), the rest for `wait_ms`."""
+    try:
+        first = jobs.get(timeout=0.1)
+    except queue.Empty:
+        return []
+    batch = [first]
+    deadline = time.monotonic() + wait_ms / 1000
+    while len(batch) < size:
+        remaining = deadline - time.monotonic()
+        try:
+            batch.append(jobs.get(timeout=remaining) if remaining > 0 else jobs.get_nowait())
+        except queue.Empty:
+            break
+    return batch
 
 
 def _base(request: PartRequest) -> MediaFindings:

@@ -48,7 +48,7 @@ DEAD_LETTERS = OutputTag("dead-letters", record_type())
 RULE_ACKS = OutputTag("rule-acks", json_type())
 FINDINGS = OutputTag("findings", json_type())
 MEDIA_EVENTS = OutputTag("media-events", record_type())  # events with image or video parts
-VISUAL_KINDS = frozenset({"image", "video"})
+MEDIA_KINDS = frozenset({"image", "video", "audio"})
 RULES_STATE = MapStateDescriptor("rules", Types.STRING(), record_type())
 # Every operator that holds rules acknowledges each version; `trackius rules apply --wait` waits
 # for all of them, so a rule is applied everywhere before it reports success.
@@ -99,7 +99,7 @@ class DecodeEvents(ProcessFunction):
             yield DEAD_LETTERS, dead_letter(bytes(value), "decode", str(exc), self.source_topic, now_ms())
             return
         yield ingested
-        if any(part.kind in VISUAL_KINDS for part in ingested.event.parts):
+        if any(part.kind in MEDIA_KINDS for part in ingested.event.parts):
             yield MEDIA_EVENTS, ingested
 
 

@@ -197,6 +197,9 @@ class RuleIndex:
             for label in anchors or ():
                 self.by_anchor.setdefault(label, []).append(index)
         self.scanner = Scanner(patterns, tracked)
+        # What speech is searched for: plain words and phrases (no wildcards, hashtags or tickers).
+        self.spoken = tuple(sorted({key.strip() for key, sigil in map(_key, patterns)
+                                    if not sigil and key.endswith(" ")}))
 
     def candidates(self, hits: Iterable[TermHit], entities: Iterable[Entity]) -> list[CompiledRule]:
         """The rules these hits and tracked names could satisfy, plus the unanchored ones."""

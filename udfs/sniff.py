@@ -18,10 +18,11 @@ _RIFF = {b"WEBP": "image/webp", b"WAVE": "audio/wav", b"AVI ": "video/x-msvideo"
 _FTYP = {b"qt  ": "video/quicktime", b"M4A ": "audio/mp4", b"M4B ": "audio/mp4",
          b"heic": "image/heic", b"heix": "image/heic", b"mif1": "image/heif", b"avif": "image/avif"}
 _BMP_HEADER_SIZES = {12, 40, 52, 56, 64, 108, 124}
-# Audio often travels in containers that sniff as video (an .m4a branded "isom", Opus in WebM),
+# Audio often travels in containers that sniff as video (an .m4a branded "isom", Opus in WebM,
+# the sound of a video part),
 # and platforms post animated GIFs as video; the decoder downstream has the last word.
 _ACCEPTS = {"image": ("image/",), "video": ("video/", "image/gif"),
-            "audio": ("audio/", "video/mp4", "video/webm", "video/x-matroska", "video/ogg")}
+            "audio": ("audio/", "video/")}
 
 
 def sniff(head: bytes) -> str | None:

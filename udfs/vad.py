@@ -111,6 +111,21 @@ class _Steps:
         self._state = np.zeros((2, streams, STATE_SIZE), dtype=np.float32)
         self._context = np.zeros((streams, context), dtype=np.float32)
 
+    @classmethod
+    def gather(cls, session: Session, singles: Sequence[_Steps]) -> _Steps:
+        """One batch made of single-stream models (same rate), to step together."""
+        first = singles[0]
+        batch = cls.__new__(cls)
+        batch._session, batch._size, batch._rate = session, first._size, first._rate
+        batch._state = np.concatenate([m._state for m in singles], axis=1)
+        batch._context = np.concatenate([m._context for m in singles], axis=0)
+        return batch
+
+    def scatter(self, singles: Sequence[_Steps]) -> None:
+        for row, single in enumerate(singles):
+            single._state = self._state[:, row:row + 1].copy()
+            single._context = self._context[row:row + 1].copy()
+
     def step(self, windows: np.ndarray) -> np.ndarray:
         """[B, size] new samples -> [B] speech probabilities."""
         rows = np.concatenate([self._context, windows], axis=1)
@@ -153,6 +168,25 @@ class VoiceActivity:
     def stream(self, sr: int = 16000) -> VadStream:
         return VadStream(self._session, self.hysteresis, sr)
 
+    def push_many(self, streams: Sequence[VadStream], chunks: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """`stream.push(chunk)` for several streams (all at one rate), with one batched model call
+        per window step: each step gathers the states of the streams that still have a window,
+        runs them as one batch and scatters the new states back. Numbers equal separate pushes."""
+        windows = [stream.take_windows(chunk) for stream, chunk in zip(streams, chunks)]
+        counts = [len(w) for w in windows]
+        out = [np.zeros(count, dtype=np.float32) for count in counts]
+        for step in range(max(counts, default=0)):
+            rows = [row for row, count in enumerate(counts) if step < count]
+            models = [streams[row].model for row in rows]
+            batch = _Steps.gather(self._session, models)
+            probs = batch.step(np.stack([windows[row][step] for row in rows]))
+            batch.scatter(models)
+            for row, prob in zip(rows, probs):
+                out[row][step] = prob
+        for stream, probs in zip(streams, out):
+            stream.record(probs)
+        return out
+
 
 class VadStream:
     """One audio stream fed in chunks of any length; `finish()` gives the same VadResult as
@@ -161,7 +195,7 @@ class VadStream:
     def __init__(self, session: Session, hysteresis: Hysteresis, sr: int = 16000) -> None:
         if sr not in WINDOWS:
             raise MediaError("unsupported", f"streaming VAD reads 8000 or 16000 Hz audio, not {sr} Hz")
-        self._model = _Steps(session, sr, 1)
+        self.model = _Steps(session, sr, 1)
         self._hysteresis = hysteresis
         self._rate = sr
         self._size = WINDOWS[sr][0]
@@ -172,6 +206,13 @@ class VadStream:
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Probabilities of the windows this chunk completed (possibly none)."""
+        windows = self.take_windows(chunk)
+        probs = np.array([self.model.step(window[None, :])[0] for window in windows], dtype=np.float32)
+        self.record(probs)
+        return probs
+
+    def take_windows(self, chunk: np.ndarray) -> np.ndarray:
+        """[n, size]: the whole windows this chunk completes; the rest waits for the next chunk."""
         if self._finished:
             raise RuntimeError("this VadStream is finished")
         samples = _mono_float(chunk)
@@ -179,22 +220,23 @@ class VadStream:
         self._pending = np.concatenate([self._pending, samples])
         whole = len(self._pending) // self._size * self._size
         ready, self._pending = self._pending[:whole], self._pending[whole:]
-        return self._run(ready)
+        return ready.reshape(-1, self._size)
+
+    def record(self, probs: np.ndarray) -> None:
+        self._probs.append(np.asarray(probs, dtype=np.float32))
+
+    @property
+    def rate(self) -> int:
+        return self._rate
 
     def finish(self) -> VadResult:
         if not self._finished and len(self._pending):
             tail = np.zeros(self._size, dtype=np.float32)
             tail[:len(self._pending)] = self._pending
-            self._run(tail)
+            self.record(self.model.step(tail[None, :]))
         self._finished = True
         probs = np.concatenate(self._probs) if self._probs else np.zeros(0, dtype=np.float32)
         return self._hysteresis.result(probs, self._samples, self._rate)
-
-    def _run(self, samples: np.ndarray) -> np.ndarray:
-        windows = samples.reshape(-1, self._size)
-        probs = np.array([self._model.step(window[None, :])[0] for window in windows], dtype=np.float32)
-        self._probs.append(probs)
-        return probs
 
 
 def as_model_rate(audio: np.ndarray, sr: int) -> tuple[np.ndarray, int]:

@@ -16,6 +16,8 @@ from schemas.flink_types import json_type, record_type
 from schemas.rule import Rule
 from trackius.settings import SHARED_DATA, Settings
 
+JFK = SHARED_DATA / "audio" / "speech" / "jfk.flac"
+
 pytestmark = pytest.mark.job
 
 
@@ -56,7 +58,7 @@ def run(events: list[bytes], rules: list[Rule]) -> dict[str, list[dict]]:
     settings = Settings().replace(batch_size=1, parallelism=1, flink_rest_port=0, refs_store="none")
     env = execution_environment(settings)
     event_stream = env.from_collection([e.decode("latin-1") for e in events], json_type()).map(
-        DelayFirst(20.0, len(events)), record_type())
+        DelayFirst(20.0, len(events), tail_seconds=15.0), record_type())
     rule_stream = env.from_collection([encode(r) for r in rules], json_type()).map(as_bytes, record_type())
     out = topology(event_stream, rule_stream, settings)
     tagged = (
@@ -91,6 +93,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
         Rule("outage", 1, condition='binance AND ("withdrawals paused" OR down)'),
         Rule("gone", 1, condition="doge"),
         Rule("gone", 2, deleted=True),
+        Rule("speech", 1, condition="ask AND country"),
     ]
     events = [
         event("x:1", "I love $DOGE, what a great day"),
@@ -101,6 +104,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
         event("myspace:5", "unknown platform"),
         b"\xff\xfe not utf-8",
         event("x:6", "just a photo of my commute", parts=parts),
+        event("x:8", "listen to this", parts=[{"part_id": "talk", "kind": "audio", "uri": JFK.as_uri()}]),
         event("x:7", "the last event, held back while the media of x:6 are analysed"),
     ]
     return run(events, rules)
@@ -109,7 +113,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
 def test_matching_events_alert_once_per_rule_and_content(results: dict) -> None:
     """Each (rule, content) fires one alert, with a deterministic id and its evidence."""
     fired = sorted((a["rule_id"], a["content_key"]) for a in results["alert"])
-    assert fired == [("doge", "x:1"), ("outage", "x:2"), ("outage", "x:6")]
+    assert fired == [("doge", "x:1"), ("outage", "x:2"), ("outage", "x:6"), ("speech", "x:8")]
     doge = next(a for a in results["alert"] if a["rule_id"] == "doge")
     assert [hit["term"] for hit in doge["evidence"]["hits"]] == ["$doge"]
     assert doge["evidence"]["sentiment"] > 0.3
@@ -135,7 +139,7 @@ def test_every_decoded_event_has_findings(results: dict) -> None:
     for found in results["findings"]:
         by_key.setdefault(found["content_key"], []).append(found)
     by_key = {key: [f for f in found if "kind" not in f] for key, found in by_key.items()}
-    assert sorted(by_key) == ["x:1", "x:2", "x:3", "x:6", "x:7"] and len(by_key["x:1"]) == 2
+    assert sorted(by_key) == ["x:1", "x:2", "x:3", "x:6", "x:7", "x:8"] and len(by_key["x:1"]) == 2
     assert by_key["x:3"][0]["sentiment"]["compound"] < 0
     assert {hit["term"] for hit in by_key["x:2"][0]["hits"]} == {"binance", "withdrawals paused", "down"}
     assert all(found["collected_at"] == 2 and found["analysed_at"] > 0 for found in results["findings"])
@@ -154,6 +158,17 @@ def test_text_in_an_image_fires_text_rules(results: dict) -> None:
     sign_text = [f for f in results["findings"] if f.get("part_id") == "sign.text"]
     assert sign_text and {h["term"] for h in sign_text[0]["hits"]} >= {"binance", "down"}
     assert ("outage", "x:6") in {(a["rule_id"], a["content_key"]) for a in results["alert"]}
+
+
+def test_speech_in_an_audio_part_fires_text_rules(results: dict) -> None:
+    """The audio part gets findings (speech found), its transcript is analysed as the part's text
+    and fires the rule on what was said."""
+    (talk,) = [f for f in results["findings"] if f.get("part_id") == "talk" and f["status"] == "ok"]
+    assert talk["kind"] == "audio" and talk["audio"]["speech_share"] > 0.5
+    assert "country" in talk["audio"]["transcript"]
+    heard = [f for f in results["findings"] if f.get("part_id", "").startswith("talk.text")]
+    assert "talk.text" in {f["part_id"] for f in heard}  # later pieces are named talk.text@<s>s
+    assert {"ask", "country"} <= {h["term"] for f in heard for h in f["hits"]}
 
 
 def test_store_topology_maps_records_to_upserts() -> None:

@@ -126,3 +126,16 @@ def test_missing_or_altered_model_is_a_named_model_error(tmp_path: Path) -> None
     shutil.copy(MODELS / "audio_vad" / "silero_vad_16k_op15.onnx", tmp_path / "audio_vad" / "silero_vad.onnx")
     with pytest.raises(ModelError, match="sha256"):
         VoiceActivity(tmp_path, SPEC)
+
+
+def test_push_many_equals_separate_streams(vad: VoiceActivity, jfk: np.ndarray) -> None:
+    """Streams of different lengths pushed together in batched steps give each stream's own numbers."""
+    trumpet = load(TRUMPET)[: 16000 * 7]
+    together = [vad.stream(), vad.stream()]
+    alone = [vad.stream(), vad.stream()]
+    for start in range(0, len(jfk), 40000):
+        pieces = [jfk[start:start + 40000], trumpet[start:start + 40000]]
+        batched = vad.push_many(together, pieces)
+        for stream, piece, got in zip(alone, pieces, batched):
+            np.testing.assert_allclose(got, stream.push(piece), atol=1e-5)
+    assert [t.finish() for t in together] == [a.finish() for a in alone]
