@@ -9,11 +9,12 @@ JARS="${TRACKIUS_JARS_DIR:-$PWD/.state/jars}"
 mkdir -p "$STATE/stamps"
 say() { printf '[setup] %s\n' "$*"; }
 
-# 1. Debian packages: a JDK 17, Maven, and the libraries later analysis stages load.
+# 1. Debian packages: a JDK 17, Maven, Chromaprint and ffmpeg for the audio analysis.
 need=()
 command -v java >/dev/null || need+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || need+=(maven)
 dpkg -s libchromaprint1 >/dev/null 2>&1 || need+=(libchromaprint1)
+command -v ffmpeg >/dev/null || need+=(ffmpeg)  # audio of video containers (MP4/AAC, WebM, …)
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
