@@ -228,7 +228,7 @@ class AudioAnalyzer:
 
 
 def _spans(chunk: np.ndarray, segments: Sequence[tuple[float, float]], start: float,
-           join_gap_s: float = 0.5) -> list[SpeechSpan]:
+           join_gap_s: float = 1.0) -> list[SpeechSpan]:
     """Speech segments of a chunk as audio, close ones joined (the recogniser likes context)."""
     joined: list[list[float]] = []
     for a, b in segments:

@@ -93,7 +93,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
         Rule("outage", 1, condition='binance AND ("withdrawals paused" OR down)'),
         Rule("gone", 1, condition="doge"),
         Rule("gone", 2, deleted=True),
-        Rule("speech", 1, condition="ask AND country"),
+        Rule("speech", 1, condition="fellow AND country"),
     ]
     events = [
         event("x:1", "I love $DOGE, what a great day"),
@@ -168,7 +168,7 @@ def test_speech_in_an_audio_part_fires_text_rules(results: dict) -> None:
     assert "country" in talk["audio"]["transcript"]
     heard = [f for f in results["findings"] if f.get("part_id", "").startswith("talk.text")]
     assert "talk.text" in {f["part_id"] for f in heard}  # later pieces are named talk.text@<s>s
-    assert {"ask", "country"} <= {h["term"] for f in heard for h in f["hits"]}
+    assert {"fellow", "country"} <= {h["term"] for f in heard for h in f["hits"]}
 
 
 def test_store_topology_maps_records_to_upserts() -> None:

@@ -42,10 +42,48 @@ def test_analyze_image_with_rules_reads_its_text(tmp_path: Path, capsys: pytest.
 
 
 def test_analyze_video_reports_objects_over_time(capsys: pytest.CaptureFixture[str]) -> None:
+    """A video's frames are summarised per label; its sound follows as part <part>.audio."""
     assert main(["analyze", "video", str(SHARED_DATA / "video" / "bottle-detection.mp4")]) == 0
-    (found,) = _lines(capsys)
+    found, sound = _lines(capsys)
     bottle = next(o for o in found["video"]["objects"] if o["label"] == "bottle")
     assert found["status"] == "ok" and bottle["frames"] > 10 and bottle["last_ms"] > bottle["first_ms"]
+    assert sound["part_id"] == "part-0.audio" and sound["flags"] == ["no_audio_track"]
+
+
+def test_analyze_audio_prints_the_jobs_findings_and_what_was_said(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Speech: its share and segments, sound classes, the transcript; with --rules its text
+    findings follow, hits included."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("rules:\n  - {rule_id: said, version: 1, condition: 'fellow AND country'}\n")
+    speech = SHARED_DATA / "audio" / "speech" / "jfk.flac"
+    assert main(["analyze", "audio", str(speech), "--rules", str(rules)]) == 0
+    found, *texts = _lines(capsys)
+    assert found["kind"] == "audio" and found["status"] == "ok" and found["audio"]["speech_share"] > 0.5
+    assert found["audio"]["sound_shares"]["speech"] > 0.5 and "country" in found["audio"]["transcript"]
+    assert texts and texts[0]["part_id"] == "part-0.text"
+    assert {"fellow", "country"} <= {hit["term"] for text in texts for hit in text["hits"]}
+
+
+def test_identify_audio_names_the_clip_or_null(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An excerpt of a reference names it with its offset; speech names nothing."""
+    import numpy as np
+    import soundfile
+
+    from udfs.audio import read_audio
+
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    music = SHARED_DATA / "audio" / "librosa"
+    for name in ("Kevin_MacLeod_-_Vibe_Ace.ogg", "admiralbob77_-_Choice_-_Drum-bass.ogg"):
+        shutil.copy(music / name, refs / name)
+    excerpt = tmp_path / "excerpt.wav"
+    soundfile.write(excerpt, read_audio(music / "admiralbob77_-_Choice_-_Drum-bass.ogg")[5 * 16000:13 * 16000], 16000)
+    assert main(["identify", "audio", "--refs", str(refs), str(excerpt),
+                 str(SHARED_DATA / "audio" / "speech" / "jfk.flac")]) == 0
+    hit, miss = _lines(capsys)
+    assert hit["match"] == "admiralbob77_-_Choice_-_Drum-bass.ogg" and np.isclose(hit["offset_s"], 5.0, atol=0.5)
+    assert miss["match"] is None and miss["score"] == 0
 
 
 def test_analyze_missing_file_is_a_precise_error(capsys: pytest.CaptureFixture[str]) -> None:
