@@ -14,15 +14,14 @@ budget (it runs on its own thread, only when a rule reads text): see bench/stt.p
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
+from bench.report import emit, host, percentiles
 from trackius.settings import REPO_ROOT, SHARED_DATA
 from udfs.audio import ANALYSIS_RATE, AudioInfo, read_audio
 from udfs.landmarks import Landmarks, fingerprint
@@ -33,12 +32,6 @@ from udfs.vad import VoiceActivity
 RESULTS = REPO_ROOT / "bench" / "results" / "audio.json"
 MUSIC = SHARED_DATA / "audio" / "librosa"
 CHUNK = 10 * ANALYSIS_RATE
-
-
-def percentiles(samples_ms: list[float]) -> dict[str, float]:
-    values = np.asarray(samples_ms)
-    return {"p50": round(float(np.percentile(values, 50)), 2), "p95": round(float(np.percentile(values, 95)), 2),
-            "p99": round(float(np.percentile(values, 99)), 2), "n": len(samples_ms)}
 
 
 def timed(run: Callable[[], object], iterations: int, warmup: int = 3) -> list[float]:
@@ -102,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--references", type=int, default=1000)
-    parser.add_argument("--out", nargs="?", const=RESULTS, default=None)
+    parser.add_argument("--out", type=Path, nargs="?", const=RESULTS, help=f"also write the JSON (default {RESULTS})")
     args = parser.parse_args()
     vad = VoiceActivity(SHARED_DATA / "models", read_manifest(REPO_ROOT / "models" / "audio" / "manifest.json")["vad"])
     analyzer = AudioAnalyzer(vad)
@@ -112,18 +105,13 @@ def main() -> None:
     chunks = queries()
     analyzer.clips.match_audio(chunks["noise"], ANALYSIS_RATE)  # builds the index
     result = {
-        "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine()},
+        "host": host(),
         "references": len(analyzer.clips), "index_build_s": round(time.perf_counter() - started, 2),
         "chunk_10s": chunk_budget(analyzer, chunks, args.iterations),
         "vad_throughput": vad_throughput(vad, chunks["speech"], args.iterations),
         "budget_p99_ms": 100,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w") as out:
-            out.write(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

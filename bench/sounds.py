@@ -17,9 +17,6 @@ The generators here are also what tests/unit/test_sounds.py uses, so both see th
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from bench.report import emit, host, percentiles
 from trackius.settings import REPO_ROOT, SHARED_DATA
 from udfs.sounds import CLASSES, SoundTracker, profile
 
@@ -173,13 +171,6 @@ def accuracy(clips: dict[str, tuple[str, np.ndarray]], probs: dict[str, np.ndarr
     return {"per_clip": per_clip, "confusion": matrix, "overall": round(right / max(total, 1), 3)}
 
 
-def percentiles(times_ms: list[float]) -> dict[str, float]:
-    values = np.asarray(times_ms)
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2), "p99_ms": round(float(p99), 2),
-            "mean_ms": round(float(values.mean()), 2), "n": len(values)}
-
-
 def timed(call: Callable[[], object]) -> float:
     started = time.perf_counter()
     call()
@@ -243,14 +234,9 @@ def main() -> None:
         "shares_by_rate_without_vad": rates(),
         "without_vad": accuracy(clips, None),
         "with_vad": accuracy(clips, probs),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                 "load_average": [round(v, 2) for v in os.getloadavg()]},
+        "host": host(),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

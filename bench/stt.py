@@ -20,9 +20,6 @@ not the transcript.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
@@ -32,6 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 import soundfile as sf
 
+from bench.report import emit, host, percentiles
 from trackius.settings import REPO_ROOT, SHARED_DATA
 from udfs.speech import PocketSphinxEngine, kws_threshold, pcm16, to_rate, word_error_rate, words_of
 
@@ -54,9 +52,7 @@ SWEEP: dict[str, dict[str, Any]] = {"default": {}, "lw=8": {"lw": 8.0}, "lw=10":
 
 
 def stats(values: list[float], digits: int = 3) -> dict[str, float]:
-    p50, p95, p99 = np.percentile(np.asarray(values), [50, 95, 99])
-    return {"p50": round(float(p50), digits), "p95": round(float(p95), digits), "p99": round(float(p99), digits),
-            "mean": round(float(np.mean(values)), digits), "n": len(values)}
+    return percentiles(values, digits, unit="")
 
 
 def timed(call: Callable[[], T]) -> tuple[float, T]:
@@ -183,13 +179,8 @@ def main() -> None:
         report["options"] = option_sweep(audio)
     if args.kws_sweep:
         report["kws_sweep"] = kws_sweep(engine, audio)
-    report["host"] = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                      "load_average": [round(v, 2) for v in os.getloadavg()]}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    report["host"] = host()
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

@@ -18,9 +18,6 @@ The JSON names the providers each session really got.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 import udfs.onnx
+from bench.report import emit, host, percentiles
 from trackius.settings import REPO_ROOT, Settings
 from udfs.detectors import FaceDetector, ObjectDetector
 from udfs.models import read_manifest
@@ -58,13 +56,6 @@ def choose_providers(choice: str) -> None:
         raise SystemExit(f"CUDA was asked for but is not usable here: onnxruntime offers "
                          f"{ort.get_available_providers()} and /dev/nvidiactl "
                          f"{'exists' if Path('/dev/nvidiactl').exists() else 'is absent'}")
-
-
-def percentiles(times_ms: list[float]) -> dict[str, float]:
-    values = np.asarray(times_ms)
-    p50, p95, p99 = np.percentile(values, [50, 95, 99])
-    return {"p50_ms": round(float(p50), 2), "p95_ms": round(float(p95), 2), "p99_ms": round(float(p99), 2),
-            "mean_ms": round(float(values.mean()), 2), "n": len(values)}
 
 
 def timed(call: Callable[[], object]) -> float:
@@ -160,14 +151,9 @@ def main() -> None:
         "per_image": per_image(models, image, args.iterations, args.warmup),
         "whole_image": whole_image(objects, faces, scenes, image, args.iterations, args.warmup, args.references),
         "scenes_batched": batched(scenes, mix, [int(s) for s in args.batches.split(",")], args.batch_iterations),
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
-                 "load_average": [round(v, 2) for v in os.getloadavg()]},
+        "host": host(),
     }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
