@@ -51,7 +51,8 @@ def references(count: int, rng: np.random.Generator) -> list[tuple[str, Landmark
     while len(found) < count:
         _, marks = real[len(found) % len(real)]
         repeats = max(1, int(np.ceil(180 / max(marks.duration_s, 1.0))))  # stretch to ~3 minutes
-        hashes = np.tile(marks.hashes, repeats) ^ np.uint32(rng.integers(1, 2**32))
+        bits = int(marks.hashes.max()).bit_length()  # stay inside the hash space the index expects
+        hashes = np.tile(marks.hashes, repeats) ^ np.uint32(rng.integers(1, 2**bits))
         frames = np.concatenate([marks.frames + i * (int(marks.frames.max()) + 1) for i in range(repeats)])
         found.append((f"decoy-{len(found)}", replace(marks, hashes=hashes, frames=frames.astype(marks.frames.dtype))))
     return found
