@@ -34,6 +34,9 @@ PEAK_MIN_ABOVE_MEDIAN = 2.0
 # 19 instead of 17 of those 20 but tripled the postings hit (p50 170 ms at 1,000 references).
 QUERY_PEAK_SIZE = PEAK_SIZE
 QUERY_MIN_ABOVE_MEDIAN = 2.0
+QUERY_PEAKS_PER_FRAME = PEAKS_PER_FRAME
+# Tried with the phases of udfs/landmarks.py off: a 1.0 floor, alone or with a query fan-out of
+# 10, lost 1-3 points of 5 s recall (more query hashes, lower confidence) at 1.5 times the time.
 # Below this absolute level (relative to a full-scale sine) a frame counts as silence.
 SILENCE_DB = -70.0
 FAN_OUT = 6
@@ -116,8 +119,10 @@ def log_spectrogram(y: np.ndarray) -> np.ndarray:
 
 
 def peaks(logspec: np.ndarray, size: tuple[int, int] | None = None,
-          min_above: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(frames int32, fractional bins float32) of the strongest local maxima, sorted by frame."""
+          min_above: float | None = None,
+          per_frame: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(frames int32, fractional bins float32) of the strongest local maxima, at most
+    `per_frame` (PEAKS_PER_FRAME) a frame, sorted by frame."""
     size = size or PEAK_SIZE
     above = PEAK_MIN_ABOVE_MEDIAN if min_above is None else min_above
     floor = np.median(logspec, axis=0, keepdims=True) + above
@@ -126,7 +131,7 @@ def peaks(logspec: np.ndarray, size: tuple[int, int] | None = None,
     is_peak = logspec == maximum_filter(logspec, size=size, mode="constant", cval=-np.inf)
     is_peak &= (logspec > floor) & (logspec > silent)
     strength = np.where(is_peak, logspec, -np.inf)
-    k = min(PEAKS_PER_FRAME, strength.shape[0])
+    k = min(per_frame or PEAKS_PER_FRAME, strength.shape[0])
     top = np.argpartition(-strength, k - 1, axis=0)[:k]
     keep = np.take_along_axis(strength, top, axis=0) > -np.inf
     frames = np.broadcast_to(np.arange(strength.shape[1]), top.shape)[keep]
@@ -148,11 +153,11 @@ def _refine(logspec: np.ndarray, bins: np.ndarray, frames: np.ndarray) -> np.nda
 
 
 def pairs(frames: np.ndarray, bins: np.ndarray, fan_out: int, max_dt: int,
-          max_df: float) -> tuple[np.ndarray, np.ndarray]:
+          max_df: float, per_frame: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(anchor, target) indices: each peak with its `fan_out` nearest later peaks in the target
     zone, 1..`max_dt` frames later and within `max_df` bins."""
     n = frames.size
-    window = PEAKS_PER_FRAME * max_dt
+    window = (per_frame or PEAKS_PER_FRAME) * max_dt
     idx = np.arange(n)[:, None] + np.arange(1, window + 1)[None, :]
     inside = idx < n
     idx = np.minimum(idx, max(n - 1, 0))
@@ -204,3 +209,13 @@ def best_window(key: np.ndarray, size: int) -> tuple[int, int]:
     pair = counts + np.where(keys[nxt] == keys + 1, counts[nxt], 0)
     top = int(np.argmax(pair))
     return int(keys[top]), int(pair[top])
+
+
+def posting_cap(sizes: np.ndarray, budget: int) -> int:
+    """The longest posting list a query may look up so that its lookups touch at most `budget`
+    postings: its rarest hashes first, since a hash common to many references carries little."""
+    if int(sizes.sum()) <= budget:
+        return int(sizes.max(initial=0))
+    ordered = np.sort(sizes)
+    fit = int(np.searchsorted(np.cumsum(ordered), budget, side="right"))
+    return int(ordered[fit - 1]) if fit else 0

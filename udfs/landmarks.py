@@ -5,37 +5,34 @@ udfs/landmark_hashes.py: 8 kHz mono, log-magnitude STFT (64 ms window, 32 ms hop
 a 9 x 5 (bins x frames) neighbourhood standing ~17 dB out of the frame's median, each paired with
 its FAN_OUT nearest later peaks within ~1.5 s and ~750 Hz; a pair hashes (f1, f2 - f1, dt).
 
-Speed. Audio played s times faster has every frequency times s and every time divided by s, so
-the hashes break. The query is fingerprinted once and its peak coordinates scaled (f / s, t * s)
-and re-hashed for each of SPEEDS (steps of 1.25 %, within 0.625 % of any speed in +-5 %): one
-STFT and peak pick instead of nine. All variants are looked up together and vote on (speed, clip,
-offset), with offsets on the reference's time axis, so `offset_s` is right at any speed.
+Speed. Audio played s times faster has every frequency times s and every time divided by s. The
+query's peak coordinates are scaled (f / s, t * s) and re-hashed for each of SPEEDS (steps of
+1.25 % over +-5 %); all variants vote together on (speed, clip, offset), offsets on the
+reference's time axis. Phase. A peak moves when the frame grid does: a query framed half a hop
+off its reference kept ~60 % of the votes, so the query is also framed at 1/3 and 2/3 of a hop
+(QUERY_PHASES; 27 variants from three spectrograms). That took 5 s recall (3 seeds) from
+93.9 / 97.1 / 94.3 % to 98.2 / 99.3 / 98.9 %, 2 s from ~84 % to ~91 %, at three times the lookups.
 
-Cost. A direct-address table (hash -> postings) replaces binary search; hashes with more than
-MAX_POSTINGS postings are skipped (a stop list: common hashes of tonal music cost most votes and
-carry least); a coarse vote (~1 s bins) picks a few candidates that are counted finely. Measured
-by bench/audio_index.py (2 cores, 10 s queries at 16 kHz, 180 s references, 120 hit and 120 miss
-queries): fingerprint alone 5 ms p50; fingerprint + match p50/p95/p99 = 20/31/33 ms at 100
-references and 31/51/59 ms at 1,000 (hits p99 67 ms); 1,000 references take 479 MB (45 M
-postings at ~250 hashes/s) and build in 17 s. Before: ~230 ms a miss at 1,000 (nine STFTs, a
-dense vote of 50 M cells); with denser query peaks p50 was 170 ms. The stop list costs recall in
-that bench: 116 of 120 distorted 10 s hits found at 100 references but 102 at 1,000, where the
-synthetic references (the real clips' peaks at other tempi and pitches) make the real clips'
-hashes common; 0 false matches at either size.
+Cost. Postings are one uint32 each (clip slot << frame bits | frame) behind a direct-address
+table; hashes in more than MAX_POSTINGS references are not indexed at all, and a query's lookups
+touch at most MAX_TOUCHED postings (its commonest hashes skipped first). bench/audio_index.py
+(2 shared cores, 10 s queries at 16 kHz, 180 s references, 120 hit and 120 miss queries):
+fingerprint 6 ms p50; fingerprint + match p50/p95/p99 = 46/60/64 ms at 100 references and
+84/112/126 ms at 1,000; 1,000 references take 66 MB (was 479 MB: three int32 arrays and every
+posting) and build in 22 s; distorted hits found 119/120 at 100 and 101/120 at 1,000 (the
+synthetic references share the real clips' hashes); 0/120 false matches at either size. Without
+the phases (one framing): 20/31/33 and 31/51/59 ms, 116/120 and 102/120 found. A vote budget of
+150 k postings, or a second chance (the other phases) only for a phase-0 vote short of 30,
+cost 10-40 bench hits or 2-4 points of 5 s recall (an early answer picks the wrong bar of a loop).
 
-Accuracy (trackius/audioid.evaluate, references = 4 shared music clips, negatives = the other
-2 music clips, 2 speech files and 3 wake words; 10 excerpts per clip and length; a hit is the
-right clip with its start within 0.5 s), seeds 0 / 1 (thresholds were set on other excerpts):
-  5 s: 93.6 % / 97.5 % of 280 (pooled 95.5 %, 95 % CI 93.5-97.0): white 10 dB 92.5 / 95 %,
-       babble 10 dB 90 / 95 %, OGG 97.5 / 97.5 %, MP3 97.5 / 97.5 %, speed 0.95 and 1.05
-       97.5-100 %, combined (speed +-5 %, noise, OGG/MP3) 80 / 97.5 % (each n=40).
-  2 s: 85.4 / 85.0 % (combined 68 / 73 %); 10 s: 97.5 / 98.2 %.
-  False positives: 1 of 3,360 negative excerpts (0.03 %, CI 0.01-0.17 %); at 1,000 references
-  0 of 240 misses. A quarter to a third of the misses are the right clip at another offset: Vibe Ace
-  repeats its bars sample for sample, so any repeat is an equally good answer.
-The issue's target (98 % at 5 s) is not met under noise. Tried and left out: denser query peaks
-(1-2 more of 60 noisy 5 s excerpts found; p50 170 ms at 1,000 references) and a fan-out of 9
-(2 more of 60; 50 % more postings and votes).
+Accuracy (trackius/audioid.evaluate: references = 4 shared music clips, negatives = 2 other music
+clips, 2 speech files, 3 wake words; 10 excerpts per clip and length; a hit is the right clip
+with its start within 0.5 s), seeds 0 / 1 / 2 (MIN_SCORE 14 chosen on all three; 13 let 4 2 s
+excerpts of a negative through): 5 s 98.2 / 99.3 / 98.9 % of 280 (pooled CI 97.8-99.4 %; every
+kind 39-40 of 40 but combined speed, noise and OGG/MP3 at 36 / 38 / 37); 2 s 93.2 / 91.1 / 90.0 %;
+10 s 99.6 / 100 / 100 %; false positives 2 of 5,040 (0.04 %, CI 0.01-0.14 %). Most misses left
+are Vibe Ace at another repeat of a looped bar (an equally good answer) and drum-and-bass under
+noise with too few peaks.
 """
 
 from __future__ import annotations
@@ -60,15 +57,20 @@ __all__ = ["FINGERPRINT_VERSION", "SPEEDS", "ClipIndex", "ClipMatch", "Landmarks
 
 # The query is re-hashed as if played at each of these speeds (see match_audio).
 SPEEDS: tuple[float, ...] = (1.0, 0.95, 0.9625, 0.975, 0.9875, 1.0125, 1.025, 1.0375, 1.05)
+# Sample offsets (at the analysis rate) the query is also framed at: a peak's bin and frame move
+# when the frame grid does, and a query framed half a hop off the reference's loses ~40 % of votes.
+QUERY_PHASES = (0, lh.HOP // 3, 2 * lh.HOP // 3)
 OFFSET_BIN = 2  # frames per offset-histogram bin (64 ms); the best bin and its neighbour count
-# Votes, and votes / query hashes, a match needs: the pair that kept all 320 negative excerpts
-# (4 references, two seeds) unmatched with the most hits; negatives reached 14 votes there and
-# 7 at 1,000 references, where the stop list removes the common hashes behind chance votes.
-MIN_SCORE = 13
+# Votes, and votes / query hashes, a match needs (see the accuracy above).
+MIN_SCORE = 14
 MIN_CONFIDENCE = 0.0175
 COARSE_BIN = 32  # frames (~1 s) per offset bin of the first voting pass
 CANDIDATES = 16  # (speed, clip, coarse offset) cells counted finely
-MAX_POSTINGS = 250  # query hashes with longer posting lists are not looked up
+# A hash in more references is not indexed (a stop list: common hashes of tonal music cost
+# most votes and carry least), and a query's lookups touch at most MAX_TOUCHED postings, its
+# commonest hashes skipped first.
+MAX_POSTINGS = 250
+MAX_TOUCHED = 1_000_000
 EARLY_EXIT_SCORE = 50  # kept for callers that pass it; the one-pass vote has nothing to exit
 
 
@@ -102,34 +104,37 @@ def fingerprint(samples: np.ndarray, sr: float) -> Landmarks:
     return Landmarks(hashes, anchor_frames, duration)
 
 
-def query_variants(samples: np.ndarray, sr: float,
-                   speeds: Sequence[float] = SPEEDS) -> list[Landmarks]:
+def query_variants(samples: np.ndarray, sr: float, speeds: Sequence[float] = SPEEDS,
+                   phase: int = 0) -> list[Landmarks]:
     """The query's landmarks as heard at each speed, from one spectrogram and one peak pick:
-    peak coordinates are scaled (f / s, t * s) and re-hashed per speed."""
-    y = lh.analysis_rate(samples, sr)
+    peak coordinates are scaled (f / s, t * s) and re-hashed per speed. `phase` analysis samples
+    are skipped first, so that the frames fall between those of phase 0."""
+    y = lh.analysis_rate(samples, sr)[phase:]
     duration = y.size / lh.ANALYSIS_SR
     if y.size < lh.N_FFT + lh.HOP:
         return [_empty(duration) for _ in speeds]
-    frames, bins = lh.peaks(lh.log_spectrogram(y), lh.QUERY_PEAK_SIZE, lh.QUERY_MIN_ABOVE_MEDIAN)
+    frames, bins = lh.peaks(lh.log_spectrogram(y), lh.QUERY_PEAK_SIZE, lh.QUERY_MIN_ABOVE_MEDIAN,
+                            lh.QUERY_PEAKS_PER_FRAME)
     slowest, fastest = min(min(speeds), 1.0), max(max(speeds), 1.0)
     # The zone as seen in the query: wide enough that every speed's reference zone fits in it.
     anchors, targets = lh.pairs(frames, bins, lh.QUERY_FAN_OUT, int(np.ceil(lh.MAX_DT / slowest)),
-                                lh.MAX_DF * fastest)
+                                lh.MAX_DF * fastest, lh.QUERY_PEAKS_PER_FRAME)
     out = []
+    times = frames + phase / lh.HOP  # in reference frames
     for speed in speeds:
-        hashes, anchor_frames = lh.hash_pairs(frames, bins, anchors, targets, speed)
+        hashes, anchor_frames = lh.hash_pairs(times, bins, anchors, targets, speed)
         out.append(Landmarks(hashes, anchor_frames, duration))
     return out
 
 
 @dataclass
 class _Postings:
-    """All references' hashes sorted, with the clip slot and frame of each."""
+    """Every reference posting, grouped by hash: postings starts[h]..starts[h + 1] of `packed`
+    are hash h's, each its clip slot and frame in one word (slot << frame_bits | frame)."""
 
-    hashes: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
-    slots: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
-    frames: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
-    starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    packed: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(1, np.uint32))
+    frame_bits: int = 0
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,10 @@ class ClipIndex:
 
     def __init__(self, min_score: int = MIN_SCORE, min_confidence: float = MIN_CONFIDENCE,
                  speeds: Sequence[float] = SPEEDS,
-                 early_exit_score: int = EARLY_EXIT_SCORE) -> None:
+                 early_exit_score: int = EARLY_EXIT_SCORE, phases: Sequence[int] = QUERY_PHASES) -> None:
         self.min_score = min_score
+        self.phases = tuple(phases)  # (0,) alone: a third of the cost, ~3 points less 5 s recall
+        self.max_touched = MAX_TOUCHED
         self.early_exit_score = early_exit_score
         self.min_confidence = min_confidence
         self.speeds = tuple(speeds)
@@ -171,8 +178,7 @@ class ClipIndex:
     @property
     def nbytes(self) -> int:
         """Bytes held by the posting arrays (the index's memory, less Python overhead)."""
-        post = self._postings
-        return int(post.hashes.nbytes + post.slots.nbytes + post.frames.nbytes + post.starts.nbytes)
+        return int(self._postings.packed.nbytes + self._postings.starts.nbytes)
 
     def add(self, clip_id: str, name: str, landmarks: Landmarks) -> None:
         """Index a reference clip (replacing any clip with the same id)."""
@@ -191,14 +197,17 @@ class ClipIndex:
 
     def match(self, landmarks: Landmarks) -> ClipMatch | None:
         """The best reference for one fingerprint taken at reference speed, or None."""
-        return self._best([landmarks], (1.0,))
+        return self._best(self._vote([landmarks]), [landmarks], (1.0,))
 
     def match_audio(self, samples: np.ndarray, sr: float) -> ClipMatch | None:
         """The best reference for raw audio played at any of `speeds`, or None."""
-        return self._best(query_variants(samples, sr, self.speeds), self.speeds)
+        y = lh.analysis_rate(samples, sr)
+        variants = [v for phase in self.phases
+                    for v in query_variants(y, lh.ANALYSIS_SR, self.speeds, phase)]
+        return self._best(self._vote(variants), variants, self.speeds * len(self.phases))
 
-    def _best(self, variants: list[Landmarks], speeds: Sequence[float]) -> ClipMatch | None:
-        vote = self._vote(variants)
+    def _best(self, vote: _Vote | None, variants: list[Landmarks],
+              speeds: Sequence[float]) -> ClipMatch | None:
         if vote is None:
             return None
         n_query = len(variants[vote.speed_index])
@@ -244,8 +253,9 @@ class ClipIndex:
         two bins, so pairs of neighbouring bins are scored and the best pair wins."""
         bins = offsets // OFFSET_BIN
         lo = int(bins.min())
-        width = int(bins.max()) - lo + 2
-        key = cell * width + (bins - lo)
+        # An empty bin at both ends of each cell's row keeps a pair from spanning two cells.
+        width = int(bins.max()) - lo + 3
+        key = cell * width + (bins - lo) + 1
         top, votes = _best_window(key, int(cell.max() + 1) * width)
         in_window = (key == top) | (key == top + 1)
         offset = int(np.round(np.median(offsets[in_window])))
@@ -263,19 +273,19 @@ class ClipIndex:
         # Direct addressing: starts[h]..starts[h + 1] are the postings of hash h.
         known = hashes < post.starts.size - 1
         h = np.where(known, hashes, 0).astype(np.int64)
-        left = post.starts[h]
+        left = post.starts[h].astype(np.int64)
         sizes = np.where(known, post.starts[h + 1] - left, 0)
-        # A hash in hundreds of references says little and costs hundreds of votes: skipped.
-        sizes[sizes > MAX_POSTINGS] = 0
+        sizes[sizes > lh.posting_cap(sizes, self.max_touched)] = 0
         total = int(sizes.sum())
         if total == 0:
             return (np.empty(0, np.int32),) * 4
         # Expand every [left, right) range into posting indices without a Python loop.
         where = np.repeat(left - np.cumsum(sizes) + sizes, sizes) + np.arange(total)
-        slots = post.slots[where]
+        packed = post.packed[where]
+        slots = (packed >> post.frame_bits).astype(np.int64)
         alive = self._alive[slots]
         q = np.repeat(q_frames, sizes)
-        offsets = post.frames[where] - q
+        offsets = (packed & ((1 << post.frame_bits) - 1)).astype(np.int32) - q
         return np.repeat(which, sizes)[alive], slots[alive], offsets[alive], q[alive]
 
     def _rebuild(self) -> None:
@@ -285,10 +295,17 @@ class ClipIndex:
             self._postings, self._stale = _Postings(), False
             return
         hashes = np.concatenate([m.hashes for _, m in live])
-        frames = np.concatenate([m.frames for _, m in live])
-        slots = np.concatenate([np.full(len(m), s, np.int32) for s, m in live])
+        frames = np.concatenate([m.frames for _, m in live]).astype(np.int64)
+        slots = np.concatenate([np.full(len(m), s, np.int64) for s, m in live])
+        frame_bits = max(int(frames.max(initial=0)).bit_length(), 1)
+        fits = (len(self._clips) << frame_bits) < 2**32 and frames.min(initial=0) >= 0
         order = np.argsort(hashes, kind="stable")
-        hashes = hashes[order]
-        starts = np.searchsorted(hashes, np.arange(int(hashes[-1]) + 2, dtype=np.int64))
-        self._postings = _Postings(hashes, slots[order], frames[order], starts.astype(np.int64))
+        starts = np.searchsorted(hashes[order], np.arange(int(hashes.max()) + 2, dtype=np.int64))
+        sizes = np.diff(starts)
+        order = order[np.repeat(sizes <= MAX_POSTINGS, sizes)]
+        starts = np.concatenate(([0], np.cumsum(np.where(sizes <= MAX_POSTINGS, sizes, 0))))
+        packed = ((slots[order] << frame_bits) | frames[order]).astype(np.uint32 if fits else np.uint64)
+        dtype = np.uint32 if packed.size < 2**32 else np.uint64
+        self._postings = _Postings(packed, starts.astype(dtype), frame_bits)
         self._stale = False
+

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,13 +78,14 @@ class AudioAnalyzer:
         self.speech_engine = speech_engine
         self.sounds = sounds
         self._refs = threading.Lock()  # references change on the operator's thread, match on ours
+        self._matcher = ThreadPoolExecutor(1, thread_name_prefix="clip-match")
         self.models = {"vad": vad.version} if vad is not None else {}
         if speech_engine is not None:
             self.models["speech"] = speech_engine.name
 
     @classmethod
     def create(cls, model_dir: Path, manifest: Path, speech: str = "pocketsphinx",
-               speech_model_dir: Path | None = None) -> AudioAnalyzer:
+               speech_model_dir: Path | None = None, phases: int = 3) -> AudioAnalyzer:
         from udfs.models import read_manifest
         from udfs.vad import VoiceActivity
 
@@ -92,7 +94,10 @@ class AudioAnalyzer:
             vad = VoiceActivity(model_dir, read_manifest(manifest)["vad"])
         except ModelError as exc:
             log.warning("voice activity detection disabled: %s", exc)
-        return cls(vad, speech_engine=_speech_engine(speech, speech_model_dir))
+        from udfs.landmarks import QUERY_PHASES
+
+        clips = ClipIndex(phases=QUERY_PHASES[:max(1, min(phases, len(QUERY_PHASES)))])
+        return cls(vad, clips, speech_engine=_speech_engine(speech, speech_model_dir))
 
     # --- per part ---------------------------------------------------------------------------
 
@@ -104,8 +109,13 @@ class AudioAnalyzer:
 
     def analyse(self, parts: Sequence[Listening], chunks: Sequence[np.ndarray],
                 transcribe: bool = False) -> list[list[SpeechSpan]]:
-        """Advance each part by its chunk; the speech spans to transcribe come back per part."""
+        """Advance each part by its chunk; the speech spans to transcribe come back per part.
+        Clip matching runs on a thread of its own while the VAD steps (both mostly outside the
+        GIL: onnxruntime and numpy), so the chunk costs about the slower of the two, not the sum."""
+        matching = self._matcher.submit(self._match_all, parts, chunks) if len(self.clips) else None
         probs = self._voice(parts, chunks)
+        if matching is not None:
+            matching.result()
         spans = []
         for part, chunk, prob in zip(parts, chunks, probs):
             spans.append(self._advance(part, chunk, prob, transcribe))
@@ -168,7 +178,6 @@ class AudioAnalyzer:
     def _advance(self, part: Listening, chunk: np.ndarray, probs: np.ndarray | None,
                  transcribe: bool) -> list[SpeechSpan]:
         start = part.started_s
-        self._match_clips(part, chunk, start)
         if part.chroma_s < MAX_SECONDS and len(self.chroma):
             part.chroma_audio.append(chunk)
             part.chroma_s += len(chunk) / ANALYSIS_RATE
@@ -184,9 +193,11 @@ class AudioAnalyzer:
         part.chunks += 1
         return spans
 
+    def _match_all(self, parts: Sequence[Listening], chunks: Sequence[np.ndarray]) -> None:
+        for part, chunk in zip(parts, chunks):
+            self._match_clips(part, chunk, part.started_s)
+
     def _match_clips(self, part: Listening, chunk: np.ndarray, start: float) -> None:
-        if not len(self.clips):
-            return
         query = np.concatenate([part.tail, chunk])
         query_start = start - len(part.tail) / ANALYSIS_RATE
         part.tail = query[-int(TAIL_S * ANALYSIS_RATE):]

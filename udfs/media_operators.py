@@ -208,7 +208,7 @@ def build_listener(settings: Settings) -> Any:
     from udfs.listening import AudioAnalyzer
 
     return AudioAnalyzer.create(settings.model_dir, settings.audio_manifest, settings.speech_engine,
-                                settings.speech_model_dir)
+                                settings.speech_model_dir, settings.audio_match_phases)
 
 
 def audio_options(settings: Settings) -> Any:

@@ -251,15 +251,38 @@ def test_distorted_audio_outside_the_index_matches_nothing(index: ClipIndex) -> 
                 assert index.match_audio(distort(clip, SR, kind, rng, voices), SR) is None, kind
 
 
-def test_a_hash_in_too_many_references_is_not_looked_up() -> None:
-    """A hash with at most MAX_POSTINGS postings votes; one with more is skipped (a stop list)."""
-    from udfs import landmarks
-
+def test_a_query_skips_its_commonest_hashes_beyond_its_posting_budget() -> None:
+    """Lookups touch at most max_touched postings: the commonest hashes go first, rare ones vote."""
     common = Landmarks(np.full(40, 99, np.uint32), np.arange(40, dtype=np.int32), 2.0)
-    query = Landmarks(np.array([99], np.uint32), np.array([0], np.int32))
+    rare = Landmarks(np.array([7], np.uint32), np.array([5], np.int32), 2.0)
+    query = Landmarks(np.array([99, 7], np.uint32), np.array([0, 0], np.int32))
     index = ClipIndex(min_score=1, min_confidence=0.0)
-    for number in range(landmarks.MAX_POSTINGS // 40):
+    for number in range(5):
         index.add(f"c{number}", f"c{number}", common)
-    assert index.match(query) is not None
-    index.add("one-too-many", "x", common)
-    assert index.match(query) is None
+    index.add("rare", "rare", rare)
+    index.max_touched = 1_000
+    assert index.match(query).clip_id != "rare"  # 200 postings of 99 fit: they outvote
+    index.max_touched = 100
+    found = index.match(query)
+    assert found is not None and found.clip_id == "rare" and found.score == 1
+
+
+def test_a_winning_offset_in_the_first_bin_is_credited_to_its_own_clip() -> None:
+    """Votes all in a clip's lowest offset bin are not read as the previous clip's (a pair of
+    neighbouring bins must not span two clips)."""
+    marks = Landmarks(np.arange(1, 31, dtype=np.uint32), np.zeros(30, np.int32), 2.0)
+    index = ClipIndex(min_score=1, min_confidence=0.0)
+    index.add("first", "first", Landmarks(np.array([500], np.uint32), np.array([90], np.int32)))
+    index.add("second", "second", marks)
+    query = Landmarks(np.append(marks.hashes, 500).astype(np.uint32), np.zeros(31, np.int32))
+    found = index.match(query)
+    assert found is not None and found.clip_id == "second" and found.score == 30
+
+
+def test_postings_are_packed_into_one_word_each() -> None:
+    """The index holds one uint32 a posting plus the hash table (nbytes counts both)."""
+    marks = Landmarks(np.array([3, 5, 5], np.uint32), np.array([1, 2, 4000], np.int32), 130.0)
+    index = ClipIndex()
+    index.add("a", "a", marks)
+    index.match(marks)
+    assert index.nbytes == 4 * 3 + 4 * 7
