@@ -40,6 +40,7 @@ MAX_SEGMENTS = 200  # speech segments kept in the findings (the share counts the
 WINDOW_S = 0.032  # one VAD probability per 512 samples at 16 kHz
 CARRY_GAP_S = 0.3  # speech this close to a chunk boundary continues across it
 MAX_CARRY_S = 30.0  # longer speech is transcribed in pieces anyway
+MIN_SPOT_PHONES = 7  # no unrelated phrase this long was spotted in the speech measured
 
 
 @dataclass
@@ -79,6 +80,7 @@ class AudioAnalyzer:
         self.sounds = sounds
         self._refs = threading.Lock()  # references change on the operator's thread, match on ours
         self._matcher = ThreadPoolExecutor(1, thread_name_prefix="clip-match")
+        self._phones: dict[str, int] = {}
         self.models = {"vad": vad.version} if vad is not None else {}
         if speech_engine is not None:
             self.models["speech"] = speech_engine.name
@@ -151,6 +153,7 @@ class AudioAnalyzer:
         the text analysis: the transcript, then the spotted phrases it does not already contain
         (spotting listens for those words specifically, so it hears some the transcript misses)."""
         words, spotted = [], []
+        phrases = self._spottable(phrases)
         for span in spans:
             heard = self.speech_engine.transcribe(span.samples, ANALYSIS_RATE, span.start_s)
             words.append(heard.text)
@@ -163,6 +166,21 @@ class AudioAnalyzer:
         part.transcript.append(text)
         missing = sorted({p for p in spotted if f" {p} " not in f" {text.lower()} "})
         return f"{text}. {', '.join(missing)}" if missing and text else ", ".join(missing) or text
+
+    def _spottable(self, phrases: Sequence[str]) -> list[str]:
+        """The phrases worth spotting: with pocketsphinx, those of at least MIN_SPOT_PHONES phones
+        (shorter ones, "eth", "down", fire on unrelated speech: measured in bench/stt.py)."""
+        phones = getattr(self.speech_engine, "phones", None)
+        if phones is None:
+            return list(phrases)
+        keep = []
+        for phrase in phrases:
+            if phrase not in self._phones:
+                unknown = self.speech_engine.unknown_words(phrase)
+                self._phones[phrase] = 0 if unknown else phones(phrase)
+            if self._phones[phrase] >= MIN_SPOT_PHONES:
+                keep.append(phrase)
+        return keep
 
     # --- steps ------------------------------------------------------------------------------
 

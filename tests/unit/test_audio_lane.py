@@ -134,3 +134,13 @@ def test_speech_becomes_text_before_the_final_findings(vad: VoiceActivity) -> No
     assert results.index(texts[-1]) < results.index(last)
     assert "your country" in last.audio.transcript
     assert {k.phrase for k in last.audio.keywords} == {"your country"}
+
+
+def test_only_long_known_phrases_are_spotted(vad: VoiceActivity) -> None:
+    """Spotting listens for phrases of 7+ phones in the dictionary: short words fire on any
+    speech, unknown words cannot be heard."""
+    from udfs.speech import create_engine
+
+    listener = AudioAnalyzer(vad, speech_engine=create_engine("pocketsphinx"))
+    assert listener._spottable(["eth", "down", "your country", "hey mycroft", "withdrawals paused"]) == [
+        "your country", "withdrawals paused"]
