@@ -2,7 +2,7 @@
 landmark fingerprint and match against 1,000 reference tracks, sound patterns), p50/p95/p99 per
 chunk and per step; and voice-activity throughput with streams batched 1, 4 and 8 at a time.
 
-    .venv/bin/python -m bench.audio [--iterations 100] [--references 1000] [--phases 3]
+    .venv/bin/python -m bench.audio [--iterations 100] [--references 1000] [--phases 0|1|3]
                                     [--out [bench/results/audio.json]]
 
 References: the shared music clips, plus decoys made from their fingerprints with every hash
@@ -25,8 +25,8 @@ import numpy as np
 from bench.report import emit, host, percentiles
 from trackius.settings import REPO_ROOT, SHARED_DATA
 from udfs.audio import ANALYSIS_RATE, AudioInfo, read_audio
-from udfs.landmarks import QUERY_PHASES, ClipIndex, Landmarks, fingerprint
-from udfs.listening import AudioAnalyzer
+from udfs.landmarks import Landmarks, fingerprint
+from udfs.listening import AudioAnalyzer, clip_index
 from udfs.models import read_manifest
 from udfs.vad import VoiceActivity
 
@@ -97,11 +97,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--references", type=int, default=1000)
-    parser.add_argument("--phases", type=int, default=3, help="query framings (TRACKIUS_AUDIO_MATCH_PHASES)")
+    parser.add_argument("--phases", type=int, default=0,
+                        help="query framings, as TRACKIUS_AUDIO_MATCH_PHASES (0: 3 up to 250 references, 1 beyond)")
     parser.add_argument("--out", type=Path, nargs="?", const=RESULTS, help=f"also write the JSON (default {RESULTS})")
     args = parser.parse_args()
     vad = VoiceActivity(SHARED_DATA / "models", read_manifest(REPO_ROOT / "models" / "audio" / "manifest.json")["vad"])
-    analyzer = AudioAnalyzer(vad, ClipIndex(phases=QUERY_PHASES[:args.phases]))
+    analyzer = AudioAnalyzer(vad, clip_index(args.phases))
     started = time.perf_counter()
     for ref_id, marks in references(args.references, np.random.default_rng(0)):
         analyzer.clips.add(ref_id, ref_id, marks)
@@ -109,7 +110,7 @@ def main() -> None:
     analyzer.clips.match_audio(chunks["noise"], ANALYSIS_RATE)  # builds the index
     result = {
         "host": host(),
-        "references": len(analyzer.clips), "phases": args.phases, "index_build_s": round(time.perf_counter() - started, 2),
+        "references": len(analyzer.clips), "phases": len(analyzer.clips.phases_now()), "index_build_s": round(time.perf_counter() - started, 2),
         "chunk_10s": chunk_budget(analyzer, chunks, args.iterations),
         "vad_throughput": vad_throughput(vad, chunks["speech"], args.iterations),
         "budget_p99_ms": 100,

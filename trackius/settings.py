@@ -123,8 +123,9 @@ class Settings:
     audio_max_seconds: int = 3600
     audio_of_video: str = "on"
     # Known clips: each query is framed at this many phases of the analysis hop (3: best recall;
-    # 1: a third of the matching cost, ~3 points less recall on short noisy excerpts).
-    audio_match_phases: int = 3
+    # 1: a third of the matching cost, ~3 points less recall on short noisy excerpts; 0: 3 up
+    # to 250 references, 1 beyond, so that 10 s of audio stays within its 100 ms budget).
+    audio_match_phases: int = 0
     # Speech-to-text: "pocketsphinx" (English, from its wheel), "onnx" (a CTC model described by
     # speech_model_dir/manifest.json) or "none".
     speech_engine: str = "pocketsphinx"

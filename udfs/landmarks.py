@@ -159,9 +159,13 @@ class ClipIndex:
 
     def __init__(self, min_score: int = MIN_SCORE, min_confidence: float = MIN_CONFIDENCE,
                  speeds: Sequence[float] = SPEEDS,
-                 early_exit_score: int = EARLY_EXIT_SCORE, phases: Sequence[int] = QUERY_PHASES) -> None:
+                 early_exit_score: int = EARLY_EXIT_SCORE, phases: Sequence[int] = QUERY_PHASES,
+                 all_phases_up_to: int | None = None) -> None:
         self.min_score = min_score
         self.phases = tuple(phases)  # (0,) alone: a third of the cost, ~3 points less 5 s recall
+        # With more references than this, one phase only: the vote's cost grows with the index
+        # (the 10 s budget holds with 3 phases at 100 references, not at 1,000). None: never.
+        self.all_phases_up_to = all_phases_up_to
         self.max_touched = MAX_TOUCHED
         self.early_exit_score = early_exit_score
         self.min_confidence = min_confidence
@@ -202,9 +206,15 @@ class ClipIndex:
     def match_audio(self, samples: np.ndarray, sr: float) -> ClipMatch | None:
         """The best reference for raw audio played at any of `speeds`, or None."""
         y = lh.analysis_rate(samples, sr)
-        variants = [v for phase in self.phases
-                    for v in query_variants(y, lh.ANALYSIS_SR, self.speeds, phase)]
-        return self._best(self._vote(variants), variants, self.speeds * len(self.phases))
+        phases = self.phases_now()
+        variants = [v for phase in phases for v in query_variants(y, lh.ANALYSIS_SR, self.speeds, phase)]
+        return self._best(self._vote(variants), variants, self.speeds * len(phases))
+
+    def phases_now(self) -> tuple[int, ...]:
+        """The framings a query gets at the index's current size."""
+        if self.all_phases_up_to is not None and len(self) > self.all_phases_up_to:
+            return self.phases[:1]
+        return self.phases
 
     def _best(self, vote: _Vote | None, variants: list[Landmarks],
               speeds: Sequence[float]) -> ClipMatch | None:

@@ -40,6 +40,7 @@ MAX_SEGMENTS = 200  # speech segments kept in the findings (the share counts the
 WINDOW_S = 0.032  # one VAD probability per 512 samples at 16 kHz
 CARRY_GAP_S = 0.3  # speech this close to a chunk boundary continues across it
 MAX_CARRY_S = 30.0  # longer speech is transcribed in pieces anyway
+AUTO_ALL_PHASES_UP_TO = 250  # references; see TRACKIUS_AUDIO_MATCH_PHASES
 MIN_SPOT_PHONES = 7  # no unrelated phrase this long was spotted in the speech measured
 
 
@@ -87,7 +88,7 @@ class AudioAnalyzer:
 
     @classmethod
     def create(cls, model_dir: Path, manifest: Path, speech: str = "pocketsphinx",
-               speech_model_dir: Path | None = None, phases: int = 3) -> AudioAnalyzer:
+               speech_model_dir: Path | None = None, phases: int = 0) -> AudioAnalyzer:
         from udfs.models import read_manifest
         from udfs.vad import VoiceActivity
 
@@ -96,10 +97,7 @@ class AudioAnalyzer:
             vad = VoiceActivity(model_dir, read_manifest(manifest)["vad"])
         except ModelError as exc:
             log.warning("voice activity detection disabled: %s", exc)
-        from udfs.landmarks import QUERY_PHASES
-
-        clips = ClipIndex(phases=QUERY_PHASES[:max(1, min(phases, len(QUERY_PHASES)))])
-        return cls(vad, clips, speech_engine=_speech_engine(speech, speech_model_dir))
+        return cls(vad, clip_index(phases), speech_engine=_speech_engine(speech, speech_model_dir))
 
     # --- per part ---------------------------------------------------------------------------
 
@@ -254,6 +252,15 @@ class AudioAnalyzer:
         from udfs.clip_refs import clip_signer
 
         return clip_signer(max_s)
+
+
+def clip_index(phases: int = 0) -> ClipIndex:
+    """The clip index with `phases` query framings; 0 (auto): three while the index is small
+    enough for the 10 s budget (AUTO_ALL_PHASES_UP_TO references), one beyond."""
+    from udfs.landmarks import QUERY_PHASES
+
+    return ClipIndex(phases=QUERY_PHASES[:phases] if phases > 0 else QUERY_PHASES,
+                     all_phases_up_to=AUTO_ALL_PHASES_UP_TO if phases == 0 else None)
 
 
 def _spans(chunk: np.ndarray, segments: Sequence[tuple[float, float]], start: float,

@@ -144,3 +144,19 @@ def test_only_long_known_phrases_are_spotted(vad: VoiceActivity) -> None:
     listener = AudioAnalyzer(vad, speech_engine=create_engine("pocketsphinx"))
     assert listener._spottable(["eth", "down", "your country", "hey mycroft", "withdrawals paused"]) == [
         "your country", "withdrawals paused"]
+
+
+def test_auto_phases_drop_to_one_past_the_limit() -> None:
+    """TRACKIUS_AUDIO_MATCH_PHASES=0: three query framings while the index is small, one beyond
+    AUTO_ALL_PHASES_UP_TO references (the 10 s budget); 1 and 3 are fixed."""
+    from udfs.listening import AUTO_ALL_PHASES_UP_TO, clip_index
+
+    marks = fingerprint(np.random.default_rng(0).normal(0, 0.1, 3 * ANALYSIS_RATE), ANALYSIS_RATE)
+    auto, fixed = clip_index(0), clip_index(3)
+    for i in range(AUTO_ALL_PHASES_UP_TO):
+        auto.add(f"c{i}", "c", marks)
+        fixed.add(f"c{i}", "c", marks)
+    assert len(auto.phases_now()) == 3
+    auto.add("one-more", "c", marks)
+    fixed.add("one-more", "c", marks)
+    assert len(auto.phases_now()) == 1 and len(fixed.phases_now()) == 3 and len(clip_index(1).phases_now()) == 1
