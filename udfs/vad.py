@@ -175,14 +175,19 @@ class VoiceActivity:
         windows = [stream.take_windows(chunk) for stream, chunk in zip(streams, chunks)]
         counts = [len(w) for w in windows]
         out = [np.zeros(count, dtype=np.float32) for count in counts]
-        for step in range(max(counts, default=0)):
-            rows = [row for row, count in enumerate(counts) if step < count]
+        done = 0
+        # The set of streams with a window left only shrinks: gather once per set, not per step.
+        for until in sorted(set(counts)):
+            rows = [row for row, count in enumerate(counts) if count >= until]
             models = [streams[row].model for row in rows]
             batch = _Steps.gather(self._session, models)
-            probs = batch.step(np.stack([windows[row][step] for row in rows]))
+            block = np.stack([windows[row][done:until] for row in rows], axis=1)  # [steps, B, size]
+            for step in range(until - done):
+                probs = batch.step(block[step])
+                for row, prob in zip(rows, probs):
+                    out[row][done + step] = prob
             batch.scatter(models)
-            for row, prob in zip(rows, probs):
-                out[row][step] = prob
+            done = until
         for stream, probs in zip(streams, out):
             stream.record(probs)
         return out
