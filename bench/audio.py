@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import emit, host, percentiles
+from bench.report import emit, host, percentiles, timed
 from trackius.settings import REPO_ROOT, SHARED_DATA
 from udfs.audio import ANALYSIS_RATE, AudioInfo, read_audio
 from udfs.landmarks import Landmarks, fingerprint
@@ -35,15 +35,10 @@ MUSIC = SHARED_DATA / "audio" / "librosa"
 CHUNK = 10 * ANALYSIS_RATE
 
 
-def timed(run: Callable[[], object], iterations: int, warmup: int = 3) -> list[float]:
+def timings(run: Callable[[], object], iterations: int, warmup: int = 3) -> list[float]:
     for _ in range(warmup):
         run()
-    out = []
-    for _ in range(iterations):
-        started = time.perf_counter()
-        run()
-        out.append((time.perf_counter() - started) * 1000)
-    return out
+    return [timed(run) for _ in range(iterations)]
 
 
 def references(count: int, rng: np.random.Generator) -> list[tuple[str, Landmarks]]:
@@ -72,20 +67,20 @@ def chunk_budget(analyzer: AudioAnalyzer, chunks: dict[str, np.ndarray], iterati
     for name, chunk in chunks.items():
         def one(chunk: np.ndarray = chunk) -> None:
             analyzer.analyse([analyzer.start(info)], [chunk])
-        out[name] = percentiles(timed(one, iterations))
+        out[name] = percentiles(timings(one, iterations))
     steps = {
         "vad": lambda: analyzer.vad.push_many([analyzer.vad.stream()], [chunks["speech"]]),
         "landmarks_match": lambda: analyzer.clips.match_audio(chunks["speech"], ANALYSIS_RATE),
         "sounds": lambda: analyzer.start(info).sounds.push(chunks["speech"]),
     }
-    out["steps"] = {name: percentiles(timed(run, iterations)) for name, run in steps.items()}
+    out["steps"] = {name: percentiles(timings(run, iterations)) for name, run in steps.items()}
     return out
 
 
 def vad_throughput(vad: VoiceActivity, speech: np.ndarray, iterations: int) -> dict:
     out = {}
     for streams in (1, 4, 8):
-        times = timed(lambda n=streams: vad.push_many([vad.stream() for _ in range(n)], [speech] * n),
+        times = timings(lambda n=streams: vad.push_many([vad.stream() for _ in range(n)], [speech] * n),
                       max(5, iterations // 10))
         median_s = float(np.median(times)) / 1000
         out[f"{streams}_streams"] = {"ms_per_10s_chunk_each": round(median_s * 1000 / streams, 2),

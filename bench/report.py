@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,13 @@ def percentiles(values: list[float], digits: int = 2, unit: str = "_ms") -> dict
     return {f"p50{unit}": round(float(p50), digits), f"p95{unit}": round(float(p95), digits),
             f"p99{unit}": round(float(p99), digits), f"mean{unit}": round(float(array.mean()), digits),
             "n": len(values)}
+
+
+def timed(call: Callable[[], object]) -> float:
+    """Milliseconds one call takes."""
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
 
 
 def host() -> dict[str, object]:

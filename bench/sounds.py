@@ -17,14 +17,12 @@ The generators here are also what tests/unit/test_sounds.py uses, so both see th
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from bench.report import emit, host, percentiles
+from bench.report import emit, host, percentiles, timed
 from trackius.settings import REPO_ROOT, SHARED_DATA
 from udfs.sounds import CLASSES, SoundTracker, profile
 
@@ -169,12 +167,6 @@ def accuracy(clips: dict[str, tuple[str, np.ndarray]], probs: dict[str, np.ndarr
     total = sum(sum(row.values()) for row in matrix.values())
     right = sum(matrix[c][c] for c in CLASSES)
     return {"per_clip": per_clip, "confusion": matrix, "overall": round(right / max(total, 1), 3)}
-
-
-def timed(call: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1000
 
 
 def streamed(samples: np.ndarray, chunk: int, probs: np.ndarray | None = None) -> object:

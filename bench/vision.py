@@ -18,7 +18,6 @@ The JSON names the providers each session really got.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 import udfs.onnx
-from bench.report import emit, host, percentiles
+from bench.report import emit, host, percentiles, timed
 from trackius.settings import REPO_ROOT, Settings
 from udfs.detectors import FaceDetector, ObjectDetector
 from udfs.models import read_manifest
@@ -56,12 +55,6 @@ def choose_providers(choice: str) -> None:
         raise SystemExit(f"CUDA was asked for but is not usable here: onnxruntime offers "
                          f"{ort.get_available_providers()} and /dev/nvidiactl "
                          f"{'exists' if Path('/dev/nvidiactl').exists() else 'is absent'}")
-
-
-def timed(call: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    call()
-    return (time.perf_counter() - started) * 1000
 
 
 def per_image(models: dict[str, Callable[[np.ndarray], object]], image: np.ndarray,

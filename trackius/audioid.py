@@ -14,30 +14,25 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 
+from schemas.errors import MediaError
 from trackius.imageid import wilson
+from udfs.audio import ANALYSIS_RATE, read_audio
 from udfs.audio_distort import KINDS, distort, excerpt
 from udfs.landmarks import FINGERPRINT_VERSION, ClipIndex, fingerprint
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".au"}
-SR = 16000  # what the job's audio stage hands the fingerprint
+SR = ANALYSIS_RATE  # what the job's audio stage hands the fingerprint
 LENGTHS_S = (2.0, 5.0, 10.0)
 OFFSET_TOLERANCE_S = 0.5  # a hit is the right reference with its start within this of the truth
 
 
 def load_audio(path: Path | str, sr: int = SR) -> np.ndarray | None:
-    """Mono float32 at `sr`, or None when libsndfile cannot read the file."""
+    """Mono float32 at `sr` through the job's own decoder, or None when it is not audio."""
     try:
-        samples, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError):
+        return read_audio(Path(path), sr)
+    except (MediaError, OSError):
         return None
-    mono = samples.mean(axis=1)
-    if rate == sr:
-        return mono
-    import soxr
-
-    return np.asarray(soxr.resample(mono, rate, sr, quality="HQ"), np.float32)
 
 
 def _files(folder: Path) -> list[Path]:

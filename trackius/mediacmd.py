@@ -98,7 +98,7 @@ def index_directory(pipeline: Any, kind: str, refs: Path, settings: Settings) ->
     """Index every reference file in `refs` (named by file name) as `identify` does; returns how
     many were indexed. Images use the match thresholds of the settings."""
     if kind == "audio":
-        return index_audio_directory(pipeline.audio.analyzer, refs)
+        return index_audio_directory(pipeline.audio.analyzer, refs, settings.audio_max_seconds)
     from trackius.imageid import reference_index
 
     analyzer = pipeline.analyzer
@@ -136,14 +136,14 @@ def _done_lines(action: str, done: list[Any]) -> Iterator[str]:
         yield json.dumps({"ref_id": item, "removed": True}) if action == "remove" else encode(item)
 
 
-def index_audio_directory(listener: Any, refs: Path) -> int:
+def index_audio_directory(listener: Any, refs: Path, max_s: float) -> int:
     """Fingerprint and index every audio file in `refs`, named by file name."""
     from schemas.errors import MediaError
     from udfs.clip_refs import sign_clip
 
     for path in sorted(p for p in refs.iterdir() if p.is_file()):
         try:
-            listener.add(path.name, path.name, sign_clip(path.read_bytes()))
+            listener.add(path.name, path.name, sign_clip(path.read_bytes(), max_s))
         except MediaError:
             continue  # not audio (a licence note, a cover image): not a reference
     return len(listener)

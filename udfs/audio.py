@@ -52,7 +52,7 @@ class AudioStream:
     """Chunks of `chunk_s` seconds (the last may be shorter) of mono float32 at `rate`.
 
     After iteration, `end` says why it stopped: "complete", "limit" (max_s reached) or "corrupt"
-    (the decoder failed after some audio; what came before is kept); `seconds` counts what came out.
+    (the decoder failed after some audio; what came before is kept).
     """
 
     def __init__(self, blocks: Iterator[np.ndarray], info: AudioInfo, rate: int, chunk_s: float,
@@ -61,7 +61,6 @@ class AudioStream:
         self.rate = rate
         self.end: str | None = None
         self.error: str | None = None
-        self.seconds = 0.0
         self._blocks = blocks
         self._chunk = max(1, round(chunk_s * rate))
         self._max = int(max_s * rate)
@@ -82,15 +81,12 @@ class AudioStream:
                 chunk, rest = joined[: self._chunk], joined[self._chunk:]
                 pending, held = [rest], len(rest)
                 emitted += len(chunk)
-                self.seconds = emitted / self.rate
                 yield chunk
             if emitted + held >= self._max:
                 self.end = "limit"
                 self.close()
                 break
         if held:
-            emitted += held
-            self.seconds = emitted / self.rate
             yield np.concatenate(pending)
         self.end = self.end or "complete"
 
@@ -231,6 +227,28 @@ def _ffmpeg_failure(stderr: str) -> tuple[str, str]:
     if "decoder" in stderr.lower() and "not found" in stderr.lower() or "unsupported codec" in stderr.lower():
         return "unsupported", f"ffmpeg: {last}"
     return "corrupt", f"ffmpeg: {last}"
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    """Float samples in -1..1 as little-endian 16-bit PCM (what C decoders and printers read)."""
+    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+
+
+def mono_float(audio: np.ndarray) -> np.ndarray:
+    """1-D float32 in -1..1 from samples as the cores receive them: integer PCM scaled, the
+    channels of [samples, channels] (or [channels, samples]: the short axis) averaged, NaN and
+    infinities made safe."""
+    samples = np.asarray(audio)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=int(np.argmin(samples.shape)))
+    elif samples.ndim != 1:
+        raise MediaError("unsupported", f"audio must be 1-D or [samples, channels], not {samples.shape}")
+    if np.issubdtype(samples.dtype, np.integer):
+        samples = samples / float(np.iinfo(samples.dtype).max + 1)
+    samples = samples.astype(np.float32, copy=False)
+    if np.isfinite(samples.sum()):  # the usual case: skip nan_to_num's copy
+        return samples
+    return np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
 
 
 def _mono(block: np.ndarray) -> np.ndarray:

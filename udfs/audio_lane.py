@@ -23,7 +23,8 @@ from typing import Any
 
 from schemas.errors import MediaError
 from schemas.findings import text_part_of
-from schemas.media import Failure, MediaFindings
+from schemas.media import MediaFindings
+from udfs.media_pipeline import failed, next_batch
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ class _Part:
     request: Any
     base: MediaFindings
     listening: Any = None
-    transcribe: bool = False
     end: str | None = None  # why decoding stopped
     error: str | None = None
     texts: int = 0  # transcripts handed to the text analysis
@@ -89,8 +89,7 @@ class AudioLane:
 
         try:
             stream = open_audio(data, mime, self.options.chunk_s, self.options.max_s)
-            part.listening = self.analyzer.start(stream.info)
-            part.transcribe = self.speech_wanted and self.analyzer.speech_engine is not None
+            part.listening = self.analyzer.start(stream.info, self.speech_wanted)
             started = time.perf_counter()
             for samples in stream:
                 part.decode_ms += (time.perf_counter() - started) * 1000
@@ -105,42 +104,36 @@ class AudioLane:
                 self._finish(part.request, replace(part.base, status="ok", flags=("no_audio_track",),
                                                    analysed_at=self._clock_ms()))
             else:
-                self._finish(part.request, _failed(part.base, "decode", exc))
+                self._finish(part.request, failed(part.base, "decode", exc))
             return
         except Exception as exc:  # a bug must cost this part, not leave it in flight for ever
             log.exception("decoding audio of %s failed unexpectedly", part.base.uri)
-            self._finish(part.request, _failed(part.base, "decode", MediaError("internal", repr(exc))))
+            self._finish(part.request, failed(part.base, "decode", MediaError("internal", repr(exc))))
             return
         self._chunks.put(_Chunk(part))
 
     # --- audio thread -----------------------------------------------------------------------
 
     def _listen_loop(self) -> None:
-        from udfs.media_pipeline import next_batch
-
         while not self._stopping.is_set():
             batch = next_batch(self._chunks, self.options.batch_size, self.options.batch_wait_ms)
             try:
-                self._listen(batch)
+                for round_ in _rounds(batch):
+                    self._listen_round(round_)
             except Exception as exc:  # a bug or a model failure costs this batch's parts only
                 log.exception("audio analysis failed on a batch of %d chunks", len(batch))
                 for chunk in batch:
-                    self._finish(chunk.part.request, _failed(chunk.part.base, "analyse", MediaError("internal", repr(exc))))
-
-    def _listen(self, batch: list[_Chunk]) -> None:
-        for round_ in _rounds(batch):
-            self._listen_round(round_)
+                    self._finish(chunk.part.request, failed(chunk.part.base, "analyse", MediaError("internal", repr(exc))))
 
     def _listen_round(self, batch: list[_Chunk]) -> None:
         live = [c for c in batch if c.samples is not None]
         started = time.perf_counter()
-        spans = self.analyzer.analyse([c.part.listening for c in live], [c.samples for c in live],
-                                      transcribe=True) if live else []
+        spans = self.analyzer.analyse([c.part.listening for c in live], [c.samples for c in live]) if live else []
         for chunk in live:  # each chunk's share of the batch
             chunk.part.analyse_ms += (time.perf_counter() - started) * 1000 / len(live)
         for chunk, found in zip(live, spans):
             part = chunk.part
-            if part.transcribe and found:
+            if found:
                 self._speech.put((part, found))
             chunks = part.listening.chunks
             if chunks == 1 or chunks % self.options.progress_chunks == 0:
@@ -148,7 +141,7 @@ class AudioLane:
         for chunk in batch:
             if chunk.samples is None:
                 held = self.analyzer.finish(chunk.part.listening)
-                if chunk.part.transcribe:
+                if chunk.part.listening.transcribe:
                     if held:
                         self._speech.put((chunk.part, held))
                     self._speech.put((chunk.part, None))
@@ -187,7 +180,7 @@ class AudioLane:
 
     def _final(self, part: _Part) -> MediaFindings:
         if part.listening.chunks == 0 and part.end == "corrupt":
-            return _failed(part.base, "decode", MediaError("corrupt", part.error or "no decodable audio"))
+            return failed(part.base, "decode", MediaError("corrupt", part.error or "no decodable audio"))
         findings = self._findings(part, "ok", final=True)
         if part.end in ("limit", "corrupt"):
             findings = replace(findings, flags=findings.flags + ("audio_cut_short",))
@@ -208,5 +201,3 @@ def _rounds(batch: list[_Chunk]) -> list[list[_Chunk]]:
     return rounds
 
 
-def _failed(base: MediaFindings, stage: str, error: MediaError) -> MediaFindings:
-    return replace(base, status="error", failure=Failure(stage, error.code, error.detail))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from schemas.errors import MediaError
+from udfs.audio import pcm16
 
 ITEM_S = 4096 / 3 / 11025  # one word per ~0.124 s (Chromaprint's default algorithm)
 MAX_BIT_ERROR_RATE = 0.25
@@ -32,18 +33,16 @@ class ChromaMatch:
     name: str
     bit_error_rate: float
     offset_s: float  # where the query's start sits in the reference
-    overlap_s: float
 
 
 def chroma_fingerprint(samples: np.ndarray, rate: int) -> np.ndarray:
     """The raw fingerprint (uint32 words) of mono float32 samples; empty for < ~3 s of audio."""
     import chromaprint
 
-    pcm = (np.clip(samples[: int(MAX_SECONDS * rate)], -1.0, 1.0) * 32767).astype("<i2")
     printer = chromaprint.Fingerprinter()
     try:
         printer.start(rate, 1)
-        printer.feed(pcm.tobytes())
+        printer.feed(pcm16(samples[: int(MAX_SECONDS * rate)]))
         encoded = printer.finish()
         words, _ = chromaprint.decode_fingerprint(encoded)
     except chromaprint.FingerprintError as exc:
@@ -106,13 +105,13 @@ class ChromaIndex:
         rate = bit_error_rate(words[start_q:start_q + overlap], ref[start_r:start_r + overlap])
         if rate > self.max_bit_error_rate:
             return None
-        return ChromaMatch(clip_id, name, round(rate, 4), round(shift * ITEM_S, 3), round(overlap * ITEM_S, 2))
+        return ChromaMatch(clip_id, name, round(rate, 4), round(shift * ITEM_S, 3))
 
     def _index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._postings is None:
             self._ids = list(self._clips)
             arrays = [self._clips[clip_id][1] for clip_id in self._ids]
-            values = np.concatenate(arrays) if arrays else np.zeros(0, np.uint32)
+            values = np.concatenate(arrays)  # only reached with references
             slots = np.concatenate([np.full(len(a), i, np.int32) for i, a in enumerate(arrays)])
             positions = np.concatenate([np.arange(len(a), dtype=np.int64) for a in arrays])
             order = np.argsort(values, kind="stable")

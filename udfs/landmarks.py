@@ -71,7 +71,6 @@ CANDIDATES = 16  # (speed, clip, coarse offset) cells counted finely
 # commonest hashes skipped first.
 MAX_POSTINGS = 250
 MAX_TOUCHED = 1_000_000
-EARLY_EXIT_SCORE = 50  # kept for callers that pass it; the one-pass vote has nothing to exit
 
 
 @dataclass(frozen=True)
@@ -158,8 +157,7 @@ class ClipIndex:
     """
 
     def __init__(self, min_score: int = MIN_SCORE, min_confidence: float = MIN_CONFIDENCE,
-                 speeds: Sequence[float] = SPEEDS,
-                 early_exit_score: int = EARLY_EXIT_SCORE, phases: Sequence[int] = QUERY_PHASES,
+                 speeds: Sequence[float] = SPEEDS, phases: Sequence[int] = QUERY_PHASES,
                  all_phases_up_to: int | None = None) -> None:
         self.min_score = min_score
         self.phases = tuple(phases)  # (0,) alone: a third of the cost, ~3 points less 5 s recall
@@ -167,7 +165,6 @@ class ClipIndex:
         # (the 10 s budget holds with 3 phases at 100 references, not at 1,000). None: never.
         self.all_phases_up_to = all_phases_up_to
         self.max_touched = MAX_TOUCHED
-        self.early_exit_score = early_exit_score
         self.min_confidence = min_confidence
         self.speeds = tuple(speeds)
         self._slot_of: dict[str, int] = {}
@@ -310,8 +307,7 @@ class ClipIndex:
         frame_bits = max(int(frames.max(initial=0)).bit_length(), 1)
         fits = (len(self._clips) << frame_bits) < 2**32 and frames.min(initial=0) >= 0
         order = np.argsort(hashes, kind="stable")
-        starts = np.searchsorted(hashes[order], np.arange(int(hashes.max()) + 2, dtype=np.int64))
-        sizes = np.diff(starts)
+        sizes = np.bincount(hashes)
         order = order[np.repeat(sizes <= MAX_POSTINGS, sizes)]
         starts = np.concatenate(([0], np.cumsum(np.where(sizes <= MAX_POSTINGS, sizes, 0))))
         packed = ((slots[order] << frame_bits) | frames[order]).astype(np.uint32 if fits else np.uint64)

@@ -37,7 +37,6 @@ from udfs.landmarks import ClipIndex
 log = logging.getLogger(__name__)
 TAIL_S = 5.0  # audio of the previous chunk matched again with the next one
 MAX_SEGMENTS = 200  # speech segments kept in the findings (the share counts them all)
-WINDOW_S = 0.032  # one VAD probability per 512 samples at 16 kHz
 CARRY_GAP_S = 0.3  # speech this close to a chunk boundary continues across it
 MAX_CARRY_S = 30.0  # longer speech is transcribed in pieces anyway
 AUTO_ALL_PHASES_UP_TO = 250  # references; see TRACKIUS_AUDIO_MATCH_PHASES
@@ -49,6 +48,7 @@ class Listening:
     """One part's analysis state between chunks."""
 
     info: AudioInfo
+    transcribe: bool = False  # its speech goes to the speech-to-text thread
     vad: Any = None  # a VadStream
     sounds: Any = None  # a SoundTracker
     started_s: float = 0.0  # media time of the next chunk's first sample
@@ -101,14 +101,14 @@ class AudioAnalyzer:
 
     # --- per part ---------------------------------------------------------------------------
 
-    def start(self, info: AudioInfo) -> Listening:
+    def start(self, info: AudioInfo, transcribe: bool = False) -> Listening:
         from udfs.sounds import SoundTracker
 
-        return Listening(info, vad=self.vad.stream(ANALYSIS_RATE) if self.vad is not None else None,
+        return Listening(info, transcribe=transcribe and self.speech_engine is not None,
+                         vad=self.vad.stream(ANALYSIS_RATE) if self.vad is not None else None,
                          sounds=SoundTracker(ANALYSIS_RATE) if self.sounds else None)
 
-    def analyse(self, parts: Sequence[Listening], chunks: Sequence[np.ndarray],
-                transcribe: bool = False) -> list[list[SpeechSpan]]:
+    def analyse(self, parts: Sequence[Listening], chunks: Sequence[np.ndarray]) -> list[list[SpeechSpan]]:
         """Advance each part by its chunk; the speech spans to transcribe come back per part.
         Clip matching runs on a thread of its own while the VAD steps (both mostly outside the
         GIL: onnxruntime and numpy), so the chunk costs about the slower of the two, not the sum."""
@@ -118,7 +118,7 @@ class AudioAnalyzer:
             matching.result()
         spans = []
         for part, chunk, prob in zip(parts, chunks, probs):
-            spans.append(self._advance(part, chunk, prob, transcribe))
+            spans.append(self._advance(part, chunk, prob))
         return spans
 
     def finish(self, part: Listening) -> list[SpeechSpan]:
@@ -191,8 +191,7 @@ class AudioAnalyzer:
                 probs[i] = prob
         return probs
 
-    def _advance(self, part: Listening, chunk: np.ndarray, probs: np.ndarray | None,
-                 transcribe: bool) -> list[SpeechSpan]:
+    def _advance(self, part: Listening, chunk: np.ndarray, probs: np.ndarray | None) -> list[SpeechSpan]:
         start = part.started_s
         if part.chroma_s < MAX_SECONDS and len(self.chroma):
             part.chroma_audio.append(chunk)
@@ -203,7 +202,7 @@ class AudioAnalyzer:
         if probs is not None:
             chunk_segments = self.vad.hysteresis.result(probs, len(chunk), ANALYSIS_RATE).segments
             part.speech.extend(Segment(round(start + a, 3), round(start + b, 3)) for a, b in chunk_segments)
-            if transcribe and self.speech_engine is not None:
+            if part.transcribe:
                 spans = _carried(part, _spans(chunk, chunk_segments, start), start, start + len(chunk) / ANALYSIS_RATE)
         part.started_s = start + len(chunk) / ANALYSIS_RATE
         part.chunks += 1
@@ -247,11 +246,6 @@ class AudioAnalyzer:
             self.clips.remove(ref_id)
             self.chroma.remove(ref_id)
 
-    def signer(self, max_s: float = 1800.0) -> Any:
-        """signer(kind, media) -> (signature bytes, version) for audio references."""
-        from udfs.clip_refs import clip_signer
-
-        return clip_signer(max_s)
 
 
 def clip_index(phases: int = 0) -> ClipIndex:

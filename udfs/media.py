@@ -123,7 +123,7 @@ class Fetcher:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="media-fetch")
         self._watchdog = Watchdog()
         self._session = _session(workers, user_agent)
-        self._inflight: dict[tuple[str, str], Future[Media]] = {}
+        self._inflight: dict[str, tuple[str, Future[Media]]] = {}  # uri -> (kind, fetch)
         self._lock = threading.Lock()
 
     def submit(self, uri: str, kind: str) -> Future[Media]:
@@ -132,15 +132,32 @@ class Fetcher:
         cached = self.cache.get(uri)
         if cached is not None:  # answered here: a cache hit never waits for a worker
             return _settled(lambda: _reuse(cached, kind))
-        key = (uri, kind)
         with self._lock:
-            future = self._inflight.get(key)
-            if future is not None:
-                return future
+            running = self._inflight.get(uri)
+            if running is not None:
+                # A video and its sound name one URI: one download, checked for each kind.
+                return running[1] if running[0] == kind else self._shared(running[1], uri, kind)
             future = self._pool.submit(self._fetch, uri, kind)
-            self._inflight[key] = future
-        future.add_done_callback(lambda done: self._forget(key, done))
+            self._inflight[uri] = (kind, future)
+        future.add_done_callback(lambda done: self._forget(uri, done))
         return future
+
+    def _shared(self, first: Future[Media], uri: str, kind: str) -> Future[Media]:
+        """The running fetch of `uri` for another kind, reused for `kind`; when that kind refused
+        the bytes (not_media) they were never kept, so this kind fetches them itself."""
+        follower: Future[Media] = Future()
+
+        def settle(done: Future[Media]) -> None:
+            error = done.exception()
+            if isinstance(error, MediaError) and error.code == "not_media":
+                self._pool.submit(self._fetch, uri, kind).add_done_callback(lambda own: _copy(own, follower))
+            elif error is not None:
+                follower.set_exception(error)
+            else:
+                _copy(_settled(lambda: _reuse(done.result(), kind)), follower)
+
+        first.add_done_callback(settle)
+        return follower
 
     def fetch(self, uri: str, kind: str) -> Media:
         return self.submit(uri, kind).result()
@@ -160,10 +177,10 @@ class Fetcher:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _forget(self, key: tuple[str, str], done: Future[Media]) -> None:
+    def _forget(self, uri: str, done: Future[Media]) -> None:
         with self._lock:
-            if self._inflight.get(key) is done:
-                del self._inflight[key]
+            if self._inflight.get(uri, (None, None))[1] is done:
+                del self._inflight[uri]
 
     def _fetch(self, uri: str, kind: str) -> Media:
         started = time.perf_counter()
@@ -298,6 +315,14 @@ def _refuse_kind(kind: str) -> Media:
 def _reuse(cached: Media, kind: str) -> Media:
     check_content(cached.data, kind)  # the same URI may be named as another kind of part
     return replace(cached, kind=kind, fetch_ms=0.0)
+
+
+def _copy(source: Future[Media], target: Future[Media]) -> None:
+    error = source.exception()
+    if error is not None:
+        target.set_exception(error)
+    else:
+        target.set_result(source.result())
 
 
 def _settled(produce: Callable[[], Media]) -> Future[Media]:

@@ -233,10 +233,10 @@ def follow_references(settings: Settings, pipeline: Any) -> list[tuple[Any, Any]
     kinds = [(RefFollower(store, "image", visual.signer(settings.image_max_side, settings.image_max_pixels),
                           SIGNATURE_VERSION), ImageRefs(visual.index))]
     if pipeline.audio is not None:
-        from udfs.clip_refs import CLIP_SIGNATURE_VERSION
+        from udfs.clip_refs import CLIP_SIGNATURE_VERSION, clip_signer
 
         listener = pipeline.audio.analyzer
-        kinds.append((RefFollower(store, "audio", listener.signer(), CLIP_SIGNATURE_VERSION), listener))
+        kinds.append((RefFollower(store, "audio", clip_signer(settings.audio_max_seconds), CLIP_SIGNATURE_VERSION), listener))
     for follower, refs in kinds:
         for entry in follower.load_all():
             refs.add(entry.ref_id, entry.name, entry.signature)

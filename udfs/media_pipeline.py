@@ -186,18 +186,18 @@ class MediaPipeline:
             self._after_fetch(request, done)
         except Exception as exc:  # a bug must cost this part, not leave it in flight for ever
             log.exception("decoding %s failed unexpectedly", request.part.uri)
-            self._finish(request, _failed(_base(request), "decode", MediaError("internal", repr(exc))))
+            self._finish(request, failed(_base(request), "decode", MediaError("internal", repr(exc))))
 
     def _after_fetch(self, request: PartRequest, done: Future) -> None:
         base = _base(request)
         try:
             media = done.result()
         except MediaError as exc:
-            self._finish(request, _failed(base, "fetch", exc))
+            self._finish(request, failed(base, "fetch", exc))
             return
         except Exception as exc:  # a bug must cost this part, not the thread that reports it
             log.exception("fetching %s failed unexpectedly", request.part.uri)
-            self._finish(request, _failed(base, "fetch", MediaError("internal", repr(exc))))
+            self._finish(request, failed(base, "fetch", MediaError("internal", repr(exc))))
             return
         base = replace(base, mime=media.mime, sha256=media.sha256, timings_ms={"fetch": round(media.fetch_ms, 1)})
         if request.part.kind == "audio":
@@ -209,7 +209,7 @@ class MediaPipeline:
 
     def _listen(self, request: PartRequest, base: MediaFindings, media: Any) -> None:
         if self.audio is None:
-            self._finish(request, _failed(base, "analyse", MediaError("unsupported", "audio analysis is off")))
+            self._finish(request, failed(base, "analyse", MediaError("unsupported", "audio analysis is off")))
         else:
             self.audio.submit(request, base, media.data, media.mime, track_of_video=media.mime.startswith("video/"))
 
@@ -221,7 +221,7 @@ class MediaPipeline:
         try:
             image = decode_image(media.data, self.options.max_side, self.options.max_pixels)
         except MediaError as exc:
-            self._finish(request, _failed(base, "decode", exc))
+            self._finish(request, failed(base, "decode", exc))
             return
         timings = {**base.timings_ms, "decode": round((time.perf_counter() - started) * 1000, 1)}
         flags = ("downscaled",) if image.scale < 1 else ()
@@ -244,10 +244,10 @@ class MediaPipeline:
                 self._jobs.put(_Job(request, frame.rgb, 1.0, t_ms=frame.t_ms, video=video))
             video.cut_short = stream.truncated or stream.end not in (None, "complete")
         except MediaError as exc:
-            video.base = _failed(video.base, "decode", exc)
+            video.base = failed(video.base, "decode", exc)
         except Exception as exc:  # a bug must cost this part, not leave it in flight for ever
             log.exception("sampling %s failed unexpectedly", request.part.uri)
-            video.base = _failed(video.base, "decode", MediaError("internal", repr(exc)))
+            video.base = failed(video.base, "decode", MediaError("internal", repr(exc)))
         self._jobs.put(_Job(request, video=video, end=True))
 
     # --- analysis (one thread) --------------------------------------------------------------
@@ -312,7 +312,7 @@ class MediaPipeline:
             return
         if video.objects.frames == 0:
             error = MediaError("no_frames", "the video has no decodable frame")
-            self._finish(job.request, _failed(video.base, "decode", error))
+            self._finish(job.request, failed(video.base, "decode", error))
             return
         self._finish(job.request, self._video_findings(video, "ok"))
 
@@ -329,9 +329,9 @@ class MediaPipeline:
 
     def _fail_job(self, job: _Job, error: MediaError) -> None:
         if job.video is None:
-            self._finish(job.request, _failed(job.base or _base(job.request), "analyse", error))
+            self._finish(job.request, failed(job.base or _base(job.request), "analyse", error))
         elif job.end:
-            self._finish(job.request, _failed(job.video.base, "analyse", error))
+            self._finish(job.request, failed(job.video.base, "analyse", error))
 
     # --- OCR (one thread) -------------------------------------------------------------------
 
@@ -395,5 +395,5 @@ def shown_uri(uri: str) -> str:
     return uri[:2048]
 
 
-def _failed(base: MediaFindings, stage: str, error: MediaError) -> MediaFindings:
+def failed(base: MediaFindings, stage: str, error: MediaError) -> MediaFindings:
     return replace(base, status="error", failure=Failure(stage, error.code, error.detail))

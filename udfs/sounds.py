@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from udfs.audio import mono_float
 from udfs.sound_features import (
     FRAMES_PER_SECOND,
     Framer,
@@ -212,7 +213,7 @@ class SoundTracker:
         done = len(self._labels)
         if speech_probs is not None:
             self._add_vad(np.nan_to_num(np.asarray(speech_probs, dtype=np.float64).ravel()))
-        samples = _mono(chunk)
+        samples = mono_float(chunk)
         for start in range(0, len(samples), self._slice):
             frames = self._framer.push(samples[start:start + self._slice])
             if frames is not None:
@@ -296,21 +297,6 @@ def profile(samples: np.ndarray, sr: int = 16000, speech_probs: np.ndarray | Non
     tracker = SoundTracker(sr)
     tracker.push(samples, speech_probs)
     return tracker.finish()
-
-
-def _mono(audio: np.ndarray) -> np.ndarray:
-    """1-D float32 in -1..1: integer PCM scaled, channels averaged, NaN/inf made safe."""
-    samples = np.asarray(audio)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=int(np.argmin(samples.shape)))
-    elif samples.ndim != 1:
-        raise ValueError(f"audio must be 1-D or [samples, channels], not {samples.shape}")
-    if np.issubdtype(samples.dtype, np.integer):
-        samples = samples / float(np.iinfo(samples.dtype).max + 1)
-    samples = samples.astype(np.float32, copy=False)
-    if np.isfinite(samples.sum()):  # the usual case: skip nan_to_num's copy
-        return samples
-    return np.nan_to_num(samples, nan=0.0, posinf=1.0, neginf=-1.0)
 
 
 __all__ = ["CLASSES", "LoudEvent", "SoundProfile", "SoundTracker", "classify", "profile"]

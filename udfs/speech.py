@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from schemas.errors import ConfigError, ModelError
+from udfs.audio import pcm16
 
 RATE = 16000
 FRAMES_PER_S = 100  # PocketSphinx's default frame rate (-frate)
@@ -111,10 +112,6 @@ def to_rate(samples: np.ndarray, sr: int, rate: int = RATE) -> np.ndarray:
     import soxr
 
     return soxr.resample(mono, sr, rate).astype(np.float32, copy=False)
-
-
-def pcm16(samples: np.ndarray) -> bytes:
-    return (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
 
 
 def words_of(text: str) -> list[str]:

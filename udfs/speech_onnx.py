@@ -92,7 +92,8 @@ def _check(manifest: CtcManifest, path: Path) -> None:
 def ctc_words(logits: np.ndarray, manifest: CtcManifest, offset_s: float = 0.0) -> tuple[Word, ...]:
     """Greedy CTC decoding of one segment's logits [frames, vocab] into timed words."""
     shifted = logits - logits.max(axis=1, keepdims=True)
-    probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    probs = exp / exp.sum(axis=1, keepdims=True)
     best = probs.argmax(axis=1)
     seconds = manifest.frame_stride / manifest.sample_rate
     words: list[Word] = []

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from schemas.errors import MediaError
+from udfs.audio import mono_float
 from udfs.models import ModelSpec, open_model
 from udfs.onnx import Session
 
@@ -220,7 +221,7 @@ class VadStream:
         """[n, size]: the whole windows this chunk completes; the rest waits for the next chunk."""
         if self._finished:
             raise RuntimeError("this VadStream is finished")
-        samples = _mono_float(chunk)
+        samples = mono_float(chunk)
         self._samples += len(samples)
         self._pending = np.concatenate([self._pending, samples])
         whole = len(self._pending) // self._size * self._size
@@ -246,7 +247,7 @@ class VadStream:
 
 def as_model_rate(audio: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
     """Mono float32 samples at a rate the model reads: 8 or 16 kHz as given, others to 16 kHz."""
-    samples = _mono_float(audio)
+    samples = mono_float(audio)
     if sr in WINDOWS:
         return samples, sr
     if sr <= 0:
@@ -256,18 +257,6 @@ def as_model_rate(audio: np.ndarray, sr: int) -> tuple[np.ndarray, int]:
     ratio = Fraction(RESAMPLED_RATE, sr)
     resampled = resample_poly(samples, ratio.numerator, ratio.denominator) if len(samples) else samples
     return resampled.astype(np.float32), RESAMPLED_RATE
-
-
-def _mono_float(audio: np.ndarray) -> np.ndarray:
-    """1-D float32 in -1..1; integer PCM scaled, several channels averaged (the short axis)."""
-    samples = np.asarray(audio)
-    if samples.ndim == 2:
-        samples = samples.mean(axis=int(np.argmin(samples.shape)))
-    elif samples.ndim != 1:
-        raise MediaError("unsupported", f"audio must be 1-D or [samples, channels], not {samples.shape}")
-    if np.issubdtype(samples.dtype, np.integer):
-        samples = samples / float(np.iinfo(samples.dtype).max + 1)
-    return np.nan_to_num(samples.astype(np.float32), nan=0.0, posinf=1.0, neginf=-1.0)
 
 
 __all__ = ["Hysteresis", "VadResult", "VadStream", "VoiceActivity", "as_model_rate"]

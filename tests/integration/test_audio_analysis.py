@@ -4,11 +4,9 @@ added and removed at run time (Cassandra + refs.v1) without a restart."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
 import subprocess
-import threading
 import time
 import typing
 from collections.abc import Iterator
@@ -21,8 +19,10 @@ import soundfile
 from schemas.rule import Rule
 from tests.integration.system import System, event, unique
 from tests.integration.test_visual_analysis import _media_rows
+from tests.media_server import serve
 from trackius.settings import SHARED_DATA
 from udfs.audio import ANALYSIS_RATE, read_audio
+from udfs.audio_distort import add_noise
 
 pytestmark = pytest.mark.integration
 
@@ -30,29 +30,10 @@ JFK = SHARED_DATA / "audio" / "speech" / "jfk.flac"
 VIBE = SHARED_DATA / "audio" / "librosa" / "Kevin_MacLeod_-_Vibe_Ace.ogg"
 
 
-class _Audio(http.server.BaseHTTPRequestHandler):
-    routes: typing.ClassVar[dict[str, tuple[str, bytes]]] = {}
-
-    def do_GET(self) -> None:
-        found = self.routes.get(self.path)
-        if found is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", found[0])
-        self.send_header("Content-Length", str(len(found[1])))
-        self.end_headers()
-        self.wfile.write(found[1])
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 def _noisy_mp3_excerpt() -> bytes:
     """12 s of the reference from 20 s in, white noise at 10 dB SNR, as a 64 kbit/s-ish MP3."""
     excerpt = read_audio(VIBE)[20 * ANALYSIS_RATE:32 * ANALYSIS_RATE]
-    power = float(np.mean(excerpt**2)) / 10
-    noisy = excerpt + np.random.default_rng(3).normal(0, np.sqrt(power), excerpt.size).astype(np.float32)
+    noisy = add_noise(excerpt, ANALYSIS_RATE, 10.0, "white", np.random.default_rng(3))
     out = io.BytesIO()
     soundfile.write(out, np.clip(noisy, -1, 1), ANALYSIS_RATE, format="MP3")
     return out.getvalue()
@@ -68,17 +49,14 @@ def _video_with_speech(tmp: Path) -> bytes:
 
 @pytest.fixture(scope="module")
 def audio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    _Audio.routes = {
+    with serve({
         "/jfk.flac": ("audio/flac", JFK.read_bytes()),
         "/speech.mp4": ("video/mp4", _video_with_speech(tmp_path_factory.mktemp("audio"))),
         "/empty.wav": ("audio/wav", b""),
         "/broken.ogg": ("audio/ogg", b"OggS" + bytes(range(256)) * 16),
         "/excerpt.mp3": ("audio/mpeg", _noisy_mp3_excerpt()),
-    }
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Audio)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    }) as url:
+        yield url
 
 
 def _parts(server: str, **paths: tuple[str, str]) -> list[dict]:

@@ -4,10 +4,8 @@ and removed at run time (Cassandra + refs.v1) without a restart."""
 
 from __future__ import annotations
 
-import http.server
 import io
 import json
-import threading
 import time
 import typing
 from collections.abc import Iterator
@@ -17,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from schemas.rule import Rule
 from tests.integration.system import System, event, unique
+from tests.media_server import serve
 from trackius.settings import SHARED_DATA
 
 pytestmark = pytest.mark.integration
@@ -37,43 +36,18 @@ def _sign(text: str) -> bytes:
     return _jpeg(image, 95)
 
 
-class _Media(http.server.BaseHTTPRequestHandler):
-    routes: typing.ClassVar[dict[str, bytes]] = {}
-    release = threading.Event()
-
-    def do_GET(self) -> None:
-        if self.path == "/slow.jpg":  # a server that never answers (until the test ends)
-            self.release.wait(60)
-            return
-        body = self.routes.get(self.path)
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html" if self.path.endswith(".html.jpg") else "image/jpeg")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def media_server() -> Iterator[str]:
     bus = Image.open(IMAGES / "ultralytics" / "bus.jpg")
-    _Media.routes = {
-        "/bus.jpg": _jpeg(bus),
-        "/sign.jpg": _sign("EXCHANGE HACKED TODAY"),
-        "/page.html.jpg": b"<!doctype html><html><body>moved</body></html>",
-        "/zidane-copy.jpg": _jpeg(Image.open(IMAGES / "ultralytics" / "zidane.jpg")
-                                  .transpose(Image.Transpose.FLIP_LEFT_RIGHT).crop((60, 40, 1220, 700)), 40),
+    routes = {
+        "/bus.jpg": ("image/jpeg", _jpeg(bus)),
+        "/sign.jpg": ("image/jpeg", _sign("EXCHANGE HACKED TODAY")),
+        "/page.html.jpg": ("text/html", b"<!doctype html><html><body>moved</body></html>"),
+        "/zidane-copy.jpg": ("image/jpeg", _jpeg(Image.open(IMAGES / "ultralytics" / "zidane.jpg")
+                                                 .transpose(Image.Transpose.FLIP_LEFT_RIGHT).crop((60, 40, 1220, 700)), 40)),
     }
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Media)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    _Media.release.set()
-    httpd.shutdown()
+    with serve(routes, hang=["/slow.jpg"]) as url:  # /slow.jpg: a server that never answers
+        yield url
 
 
 def _parts(server: str, **paths: str) -> list[dict]:

@@ -289,6 +289,15 @@ def test_concurrent_requests_for_one_uri_share_a_fetch(fetcher: Fetcher, server:
     assert server.hits[path] == 1
 
 
+def test_a_video_and_its_sound_share_a_fetch(fetcher: Fetcher, server: Server, url: Url) -> None:
+    """One URI named at once as two kinds reaches the server once, each kind checked on its own."""
+    path = "/slow?delay=0.2&n=two-kinds"
+    image, audio = fetcher.submit(url(path), "image"), fetcher.submit(url(path), "audio")
+    assert image.result().kind == "image"
+    assert isinstance(audio.exception(), MediaError) and audio.exception().code == "not_media"
+    assert server.hits[path] == 1
+
+
 def test_file_uris(tmp_path: Path) -> None:
     """A local file is read and checked; a missing one names its path; the cap applies."""
     with Fetcher(max_bytes=CAP) as fetcher:

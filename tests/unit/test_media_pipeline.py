@@ -4,9 +4,6 @@ models, real video; every bad input becomes the part's findings and the others a
 from __future__ import annotations
 
 import base64
-import http.server
-import threading
-import typing
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from schemas.content import MediaPart
 from schemas.media import MediaFindings
+from tests.media_server import serve
 from trackius.settings import REPO_ROOT, SHARED_DATA
 from udfs.imaging import encode_jpeg
 from udfs.media import Fetcher
@@ -26,32 +24,12 @@ IMAGES = SHARED_DATA / "images"
 BUS = (IMAGES / "ultralytics" / "bus.jpg").read_bytes()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    routes: typing.ClassVar[dict[str, tuple[int, str, bytes]]] = {}
-
-    def do_GET(self) -> None:
-        status, content_type, body = self.routes.get(self.path, (404, "text/plain", b"not found"))
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
-    _Handler.routes = {
-        "/bus.jpg": (200, "image/jpeg", BUS),
-        "/page.jpg": (200, "image/jpeg", b"<!doctype html><html><body>hello</body></html>"),
-        "/half.jpg": (200, "image/jpeg", BUS[: len(BUS) // 2]),
-    }
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve({"/bus.jpg": ("image/jpeg", BUS),
+                "/page.jpg": ("image/jpeg", b"<!doctype html><html><body>hello</body></html>"),
+                "/half.jpg": ("image/jpeg", BUS[: len(BUS) // 2])}) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
