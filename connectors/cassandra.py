@@ -18,6 +18,7 @@ from schemas.codec import decode, decode_utf8
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
 from schemas.findings import CQL_UPSERT_FINDINGS, TextFindings, findings_row
+from schemas.fused import FusedAnalysis, fused_row
 from schemas.media import MediaFindings, media_row
 from schemas.pipeline import StoredRow
 from trackius.settings import Settings
@@ -47,8 +48,8 @@ class ToStoredRow(ProcessFunction):
 
 
 def row_of(statement: str, text: str) -> tuple:
-    """The upsert values of one record's JSON. findings.v1 carries text findings and media
-    findings (images, videos): a media record is the one with a `kind`."""
+    """The upsert values of one record's JSON. findings.v1 carries text findings, media findings
+    (a record with a `kind`) and fused analyses (a record with `complete`)."""
     if statement == "alert":
         return alert_row(decode(Alert, text), text)
     try:
@@ -57,6 +58,8 @@ def row_of(statement: str, text: str) -> tuple:
         raise RecordError(f"malformed JSON: {exc}") from exc
     if isinstance(raw, dict) and "kind" in raw:
         return media_row(decode(MediaFindings, raw), text)
+    if isinstance(raw, dict) and "complete" in raw:
+        return fused_row(decode(FusedAnalysis, raw), text)
     return findings_row(decode(TextFindings, raw), text)
 
 

@@ -1,19 +1,23 @@
 """The main Trackius job: content events in, alerts out, within a second.
 
-Alert path
-  content.events.v1 (raw bytes) -> DecodeEvents -> key_by(shard of content_key)
-  -> AnalyzeText (+ rules.v1 broadcast): micro-batched text analysis (udfs/text.py), rule evaluation,
-     dedup by alert_id -> alerts.v1, findings.v1, rules.acks.v1; bad records -> content.deadletter.v1
-Media path (events with image or video parts, from DecodeEvents' side output)
-  -> key_by(shard) -> AnalyzeMedia (+ rules.v1 and refs.v1 broadcast): fetch, decode, models and
-     known images on the operator's own threads (udfs/media_pipeline.py) -> MediaFindings to
-     findings.v1; text read in images -> back into AnalyzeText's input as Ingested (part_id kept)
-Cassandra is written by jobs/store.py from alerts.v1 and findings.v1, in its own job (own
-JVM, own interpreter): in one thread-mode job the writer's Python work would share this job's
-GIL and slow every alert down (measured; see README).
-State  rules (broadcast), pending micro-batches (list state + timer), last revision per alert_id
-       (map state, TTL settings.dedup_ttl_s), media parts until their final findings (map state),
-       Kafka offsets of all sources. The reference-image index is built from Cassandra in memory.
+  content.events.v1 (raw bytes) -> DecodeEvents -> Ingested; dead letters and media events aside
+  text:   key_by(shard) -> AnalyzeText (+ rules broadcast): micro-batched text analysis
+          (udfs/text.py) -> Analysed (event + text findings)
+  media:  key_by(shard) -> AnalyzeMedia (+ rules and refs broadcast): fetch, decode, models and
+          known references on the operator's own threads -> MediaFindings (partial, final) and
+          PartClosed; text read or heard in media goes back into AnalyzeText's input
+  fusion: key_by(content_key) -> Fuse (+ rules broadcast): every part's findings joined, rules
+          evaluated with three-valued logic on each partial result, a deadline per item
+          -> RuleMatch; FusedAnalysis -> findings.v1
+  alerts: watermarks (event time = published_at) -> key_by(rule_id) -> ShapeAlerts: stories,
+          revisions, windowed patterns -> Alert -> alerts.v1
+Every operator that holds rules acknowledges each version on rules.acks.v1. Cassandra is written
+by jobs/store.py from alerts.v1 and findings.v1, in its own job (own JVM, own interpreter): in one
+thread-mode job the writer's Python work would share this job's GIL and slow every alert down.
+State  rules (broadcast), pending micro-batches (list state + timer), media parts until their
+       final findings (map state), one Content per content key (value state, TTL
+       settings.fusion_ttl_s), per rule: stories, alert revisions and window counts (map state),
+       Kafka offsets of all sources. The reference indexes are built from Cassandra in memory.
 
 Run locally with `trackius job run`; on a cluster with `trackius job submit`.
 """
@@ -36,7 +40,8 @@ from jobs.environment import (
 )
 from schemas.flink_types import json_type, record_type
 from trackius.settings import Settings
-from udfs.media_operators import MEDIA_RULES_STATE, AnalyzeMedia, DecodeRefNotices, RouteMedia
+from udfs.fuse_operators import FUSE_RULES_STATE, Fuse, MatchTime, RouteFused, ShapeAlerts, rule_of
+from udfs.media_operators import MEDIA_RULES_STATE, TO_FUSION, AnalyzeMedia, DecodeRefNotices, RouteMedia
 from udfs.operators import (
     DEAD_LETTERS,
     FINDINGS,
@@ -46,14 +51,14 @@ from udfs.operators import (
     AnalyzeText,
     DecodeEvents,
     DecodeRules,
-    EncodeByType,
+    RouteText,
 )
 
 
 @dataclass
 class Outputs:
     alerts: Any  # Alert JSON, each alert_id and revision once
-    findings: Any  # TextFindings JSON (one per event and per image with text), MediaFindings JSON
+    findings: Any  # TextFindings, MediaFindings and FusedAnalysis JSON
     dead_letters: Any  # DeadLetter JSON
     rule_acks: Any  # RuleAck JSON
 
@@ -63,27 +68,58 @@ def topology(events: Any, rules: Any, settings: Settings, refs: Any = None) -> O
     (no connectors). Without `refs` the media path still runs, with no reference notices."""
     shards = max(1, settings.parallelism)
     ingested = named(events.process(DecodeEvents(settings.topics.content_events), record_type()), "DecodeEvents")
-    # -> Ingested, and DeadLetter + Ingested with image or video parts on the side
+    # -> Ingested, and DeadLetter + Ingested with media parts on the side
     decoded_rules = named(rules.process(DecodeRules(settings.topics.rules), record_type()), "DecodeRules")
-    # -> Rule, broadcast to every subtask of AnalyzeText and AnalyzeMedia
+    # -> Rule, broadcast to AnalyzeText, AnalyzeMedia and Fuse
     media = _media(ingested.get_side_output(MEDIA_EVENTS), decoded_rules, refs, settings)
-    # -> Ingested (text read in images), and MediaFindings + RuleAck JSON on the side
+    # -> Ingested (text read or heard in media); MediaFindings and PartClosed for fusion aside
     analysed = named(
         ingested.union(media.routed).key_by(lambda item: shard_of(item.event.content_key, shards), Types.INT())
         .connect(decoded_rules.broadcast(RULES_STATE))
         .process(AnalyzeText(settings), record_type()),
         "AnalyzeText",
     )
-    # -> Alert (new ones only) | TextFindings | RuleAck
-    alerts = named(analysed.process(EncodeByType(), json_type()), "EncodeByType")
-    # -> Alert JSON; TextFindings and RuleAck JSON on the side
-    dead = [ingested.get_side_output(DEAD_LETTERS), decoded_rules.get_side_output(DEAD_LETTERS), *media.dead]
+    text = named(analysed.process(RouteText(), record_type()), "RouteText")
+    # -> Analysed; TextFindings and RuleAck JSON on the side
+    fused = named(
+        text.union(media.routed.get_side_output(TO_FUSION)).key_by(_content_key, Types.STRING())
+        .connect(decoded_rules.broadcast(FUSE_RULES_STATE))
+        .process(Fuse(settings), record_type()),
+        "Fuse",
+    )
+    routed = named(fused.process(RouteFused(), record_type()), "RouteFused")
+    # -> RuleMatch and Rule; FusedAnalysis and RuleAck JSON, DeadLetter on the side
+    alerts = named(
+        routed.assign_timestamps_and_watermarks(match_watermarks(settings)).key_by(rule_of, Types.STRING())
+        .process(ShapeAlerts(settings), json_type()),
+        "ShapeAlerts",
+    ).disable_chaining()  # fused with a consumer's map, PyFlink would give that operator this uid too
+    dead = [ingested.get_side_output(DEAD_LETTERS), decoded_rules.get_side_output(DEAD_LETTERS),
+            routed.get_side_output(DEAD_LETTERS), *media.dead]
+    findings = [text, media.routed, routed]
     return Outputs(
         alerts=alerts,
-        findings=alerts.get_side_output(FINDINGS).union(media.routed.get_side_output(FINDINGS)),
+        findings=findings[0].get_side_output(FINDINGS).union(*(f.get_side_output(FINDINGS) for f in findings[1:])),
         dead_letters=to_json(dead[0].union(*dead[1:]), "EncodeDeadLetters"),
-        rule_acks=alerts.get_side_output(RULE_ACKS).union(media.routed.get_side_output(RULE_ACKS)),
+        rule_acks=text.get_side_output(RULE_ACKS).union(media.routed.get_side_output(RULE_ACKS),
+                                                        routed.get_side_output(RULE_ACKS)),
     )
+
+
+def _content_key(item: Any) -> str:
+    """Analysed carries its event; MediaFindings and PartClosed their content key."""
+    return item.event.content_key if hasattr(item, "event") else item.content_key
+
+
+def match_watermarks(settings: Settings) -> Any:
+    """Event time for the windows, assigned after Fuse: watermarks assigned at the sources would
+    meet the rules broadcast in Fuse, and the mostly idle rules stream would hold them back forever.
+    A Fuse subtask without matches for watermark_idle_ms stops holding the others back."""
+    from pyflink.common import Duration, WatermarkStrategy
+
+    return (WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(settings.watermark_out_of_order_ms))
+            .with_idleness(Duration.of_millis(settings.watermark_idle_ms))
+            .with_timestamp_assigner(MatchTime()))
 
 
 @dataclass

@@ -17,8 +17,34 @@ from schemas.rule import SEVERITIES
 
 @dataclass(frozen=True)
 class Evidence:
-    hits: tuple[TermHit, ...] = ()
+    """The findings the rule's condition used positively, across every part of the content."""
+
+    hits: tuple[TermHit, ...] = ()  # terms and phrases, in any text part (post, OCR, transcript)
     sentiment: float | None = None
+    objects: dict[str, int] = field(default_factory=dict)  # object class -> most in one image/frame
+    faces: int | None = None
+    scenes: dict[str, float] = field(default_factory=dict)  # scene label -> best score
+    images: tuple[str, ...] = ()  # tracked reference images seen (ref ids)
+    clips: tuple[str, ...] = ()  # tracked reference clips heard (ref ids)
+    said: tuple[str, ...] = ()  # phrases heard in the speech
+    speech_share: float | None = None
+
+
+@dataclass(frozen=True)
+class WindowStats:
+    """Why a windowed rule fired: the window, its count and the baseline it was compared with."""
+
+    kind: str  # threshold | spike | novelty | sequence
+    group: str  # the grouping value ("" for the whole rule)
+    window_start: int  # epoch ms, event time
+    window_end: int
+    count: int
+    threshold: int | None = None
+    baseline_mean: float | None = None
+    baseline_std: float | None = None
+    z: float | None = None
+    entity: str | None = None  # novelty: the entity seen for the first time
+    content_keys: tuple[str, ...] = ()  # a sample of the items counted
 
 
 @dataclass(frozen=True)
@@ -47,6 +73,10 @@ class Alert:
     evidence: Evidence
     times: StageTimes
     routes: tuple[str, ...] = ("feed",)
+    story_id: str | None = None  # reposts of the same text or picture are one story, one alert
+    story_count: int = 1  # items in the story so far
+    missing: tuple[str, ...] = ()  # parts not analysed when it fired (deadline passed)
+    window: WindowStats | None = None  # for windowed rules
     schema_version: int = 1
 
 

@@ -6,11 +6,14 @@
     not_expr   := "NOT" not_expr | near_expr
     near_expr  := atom ("NEAR/" N atom)*          both sides positional (see below)
     atom       := "(" or_expr ")" | PHRASE | TERM | WILDCARD | FIELD ":" VALUE
-                | "sentiment" CMP NUMBER | "entity" "(" (WORD | PHRASE) ")"
+                | MEASURE CMP NUMBER | "entity" "(" (WORD | PHRASE) ")"
                 | "classifier" "(" PHRASE ")" CMP NUMBER
+                | "object" "(" PHRASE ")" [CMP NUMBER] | "scene" "(" PHRASE ")" [CMP NUMBER]
+                | "image_match" "(" PHRASE ")" | "audio_match" "(" PHRASE ")" | "said" "(" PHRASE ")"
     PHRASE     := "exact words", the last one may end in *
     TERM       := a word, $cashtag, #hashtag or @handle     WILDCARD := crypt*
-    FIELD      := author | platform | lang | source | hashtag | domain
+    FIELD      := author | platform | lang | language | source | hashtag | domain | time
+    MEASURE    := sentiment | faces | speech_share | hour
     CMP        := > | >= | < | <= | = | !=
 
 Operators are upper case (so `and` stays a searchable word). Terms and phrases match whole words,
@@ -19,6 +22,20 @@ not matter. `a NEAR/3 b` holds when at most 3 words separate an occurrence of a 
 in either order; its sides are terms, phrases, wildcards or OR-groups of them (positional
 queries). `entity(person)` asks for an entity of a type, `entity("Tesla")` for one by name;
 `classifier("spam") > 0.9` compares a classifier's score (false when that model is disabled).
+
+What was seen and heard in the content's media:
+    object("person") >= 2     the most objects of a COCO class in one image or video frame
+                              (bare `object("dog")` means at least one)
+    faces >= 1                the most faces in one image or frame
+    scene("seashore") > 0.3   the best score of a scene label (bare: among the top labels)
+    image_match("logo")       a tracked reference image, by ref id or name
+    audio_match("jingle")     a tracked reference clip, by ref id or name
+    said("ask not")           words heard in the speech of an audio or video part
+    speech_share > 0.5        the share of an audio part that is speech
+    hour >= 9, time:09:00-17:00@Europe/Berlin   when the content was published (UTC by default;
+                              a range may wrap midnight: time:22:00-06:00)
+A word followed by "(" or by a comparison must be one of these: `colour(x)`, `likes > 5` and
+`colour:red` are errors, not silently searched words (quote them to search: "likes > 5").
 A syntax error raises ConditionSyntaxError with the 0-based character position.
 """
 
@@ -27,6 +44,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from schemas.textnorm import SIGILS, normalize, words
 
@@ -34,7 +52,14 @@ COMPARATORS = (">=", "<=", "!=", ">", "<", "=")
 MAX_DEPTH = 64  # nesting of parentheses and NOTs; deeper input is refused, not recursed into
 MAX_NEAR = 100
 MIN_WILDCARD_STEM = 2  # "c*" would match a tenth of all words
-FIELDS = ("author", "platform", "lang", "source", "hashtag", "domain")
+FIELDS = ("author", "platform", "lang", "language", "source", "hashtag", "domain", "time")
+# A number of the fused findings: its lowest and highest meaningful value.
+MEASURES = {"sentiment": (-1.0, 1.0), "faces": (0.0, 1000.0), "speech_share": (0.0, 1.0), "hour": (0.0, 23.0)}
+# Functions that take one quoted argument; those with a range may be compared with a number.
+FUNCTIONS = {"entity": None, "classifier": (0.0, 1.0), "object": (0.0, 1000.0), "scene": (0.0, 1.0),
+             "image_match": None, "audio_match": None, "said": None}
+_EXAMPLES = {"classifier": "spam", "object": "person", "scene": "seashore", "image_match": "logo",
+             "audio_match": "jingle", "said": "ask not"}
 ENTITY_TYPES = (
     "name", "person", "org", "brand", "product", "place", "account", "ticker",
     "url", "domain", "mention", "hashtag", "cashtag", "emoji",
@@ -50,6 +75,9 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 _FIELD = re.compile(rf"^({'|'.join(FIELDS)}):(.*)$", re.IGNORECASE)
+_NAMED = re.compile(r"^([a-z][a-z_]*):(?!//)(.*)$", re.IGNORECASE)  # looks like a field, "https://" excepted
+_IDENTIFIER = re.compile(r"^[a-z][a-z_]*$", re.IGNORECASE)
+_TIME_RANGE = re.compile(r"^(\d{1,2}):(\d{2})-(\d{1,2}):(\d{2})(?:@(\S+))?$")
 _KEYWORDS = {"AND", "OR", "NOT"}
 
 
@@ -106,6 +134,42 @@ class EntityRef:
 
 
 @dataclass(frozen=True)
+class Measure:
+    """A number of the fused findings compared with a constant: `faces >= 1`, `object("person")
+    >= 2`, `scene("seashore") > 0.3`, `speech_share > 0.5`, `hour >= 9`."""
+
+    name: str  # a MEASURES key, or "object" / "scene"
+    arg: str | None  # the object class or scene label, in matching form
+    op: str
+    value: float
+
+
+@dataclass(frozen=True)
+class Seen:
+    """Something the media analysis names: a tracked image or clip (by ref id or name), or a scene
+    label among the top labels."""
+
+    name: str  # "image_match", "audio_match" or "scene"
+    arg: str  # in matching form
+
+
+@dataclass(frozen=True)
+class Said:
+    """Words heard in the speech of an audio part (transcribed or spotted)."""
+
+    pattern: Pattern
+
+
+@dataclass(frozen=True)
+class TimeOfDay:
+    """Published between two times of day (minutes after midnight, end excluded) in a zone."""
+
+    start: int
+    end: int
+    zone: str = "UTC"
+
+
+@dataclass(frozen=True)
 class Near:
     left: Node
     right: Node
@@ -127,8 +191,9 @@ class Not:
     item: Node
 
 
-Node = Term | Phrase | Field | SentimentCompare | ClassifierCompare | EntityRef | Near | And | Or | Not
 Pattern = Term | Phrase  # what the text scan looks for
+Node = (Term | Phrase | Field | SentimentCompare | ClassifierCompare | EntityRef | Measure | Seen | Said
+        | TimeOfDay | Near | And | Or | Not)
 
 
 @lru_cache(maxsize=65536)
@@ -145,6 +210,8 @@ def patterns_of(node: Node) -> set[Pattern]:
             found.add(current)
         elif isinstance(current, EntityRef) and current.name:
             found.add(text_pattern(current.name, keep_sigil=False))
+        elif isinstance(current, Said):
+            found.add(current.pattern)
     return found
 
 
@@ -286,14 +353,16 @@ class _Parser:
             return self._text(text[1:-1], pos, keep_sigil=False)
         if kind == "near":
             raise ConditionSyntaxError("NEAR/n needs a term on its left", pos)
-        if kind == "word" and text.lower() == "sentiment" and self._next_is("cmp"):
-            return self._sentiment()
-        if kind == "word" and text.lower() == "entity" and self._next_is("lparen"):
-            return self._entity(pos)
-        if kind == "word" and text.lower() == "classifier" and self._next_is("lparen"):
-            return self._classifier(pos)
+        if kind == "word" and self._next_is("cmp"):
+            return self._measure(text, pos)
+        if kind == "word" and self._next_is("lparen") and (text.lower() in FUNCTIONS or self._adjacent(text, pos)):
+            return self._function(text.lower(), pos)
         if kind == "word" and (field := _FIELD.match(text)):
             return self._field(field.group(1).lower(), field.group(2), pos)
+        if kind == "word" and (named := _NAMED.match(text)):
+            raise ConditionSyntaxError(
+                f"unknown field {named.group(1)!r}; fields are {', '.join(FIELDS)} "
+                f"(quote it to search for the text: \"{text}\")", pos)
         if kind == "number" or (kind == "word" and text not in _KEYWORDS):
             return self._text(text, pos, keep_sigil=True)  # a bare number is a term: "halving AND 2024"
         if kind == "rparen":
@@ -315,55 +384,88 @@ class _Parser:
                     f"a wildcard needs at least {MIN_WILDCARD_STEM} letters or digits before '*'", pos)
         return pattern
 
-    def _sentiment(self) -> Node:
-        op, value = self._comparison("sentiment", -1.0)
-        return SentimentCompare(op, value)
+    def _adjacent(self, text: str, pos: int) -> bool:
+        """`name(` written as a call: an unknown function, not a word followed by a group."""
+        return bool(_IDENTIFIER.match(text)) and self.tokens[self.index][2] == pos + len(text)
 
-    def _comparison(self, what: str, low: float) -> tuple[str, float]:
-        """CMP NUMBER, the number in low..1."""
+    def _measure(self, text: str, pos: int) -> Node:
+        name = text.lower()
+        if name not in MEASURES:
+            raise ConditionSyntaxError(
+                f"unknown measure {text!r}; measures are {', '.join(MEASURES)} "
+                f"(quote it to search for the text: \"{text}\")", pos)
+        op, value = self._comparison(name, MEASURES[name])
+        if name == "sentiment":
+            return SentimentCompare(op, value)
+        return Measure(name, None, op, value)
+
+    def _comparison(self, what: str, bounds: tuple[float, float]) -> tuple[str, float]:
+        """CMP NUMBER, the number within bounds."""
         kind, op, pos = self._take()
         if kind != "cmp":
             raise ConditionSyntaxError(f"{what} needs a comparison (> >= < <= = !=), found {op!r}", pos)
         kind, text, pos = self._take()
+        if kind == "phrase":
+            raise ConditionSyntaxError(f"type mismatch: {what} is a number and cannot be compared with text {text}", pos)
         if kind != "number":
             raise ConditionSyntaxError(f"{what} {op} needs a number, found {text!r}", pos)
         value = float(text)
-        if not low <= value <= 1.0:
-            raise ConditionSyntaxError(f"{what} is compared with a number in {low:g}..1", pos)
+        low, high = bounds
+        if not low <= value <= high:
+            raise ConditionSyntaxError(f"{what} is compared with a number in {low:g}..{high:g}", pos)
         return op, value
 
-    def _classifier(self, pos: int) -> Node:
+    def _function(self, name: str, pos: int) -> Node:
+        if name not in FUNCTIONS:
+            raise ConditionSyntaxError(f"unknown function {name!r}; functions are {', '.join(FUNCTIONS)}", pos)
         self._take()  # (
-        kind, text, arg_pos = self._take()
-        if kind != "phrase" or not text[1:-1].strip():
-            raise ConditionSyntaxError('classifier() takes a model name in quotes, e.g. classifier("spam")', arg_pos)
+        if name == "entity":
+            node = self._entity_arg()
+        else:
+            kind, text, arg_pos = self._take()
+            if kind != "phrase" or not text[1:-1].strip():
+                raise ConditionSyntaxError(
+                    f'{name}() takes one argument in quotes, e.g. {name}("{_EXAMPLES[name]}")', arg_pos)
+            arg = text[1:-1]
         if not self._next_is("rparen"):
-            raise ConditionSyntaxError("classifier( is never closed", pos)
+            raise ConditionSyntaxError(f"{name}( is never closed", pos)
         self.index += 1
-        op, value = self._comparison(f"classifier({text})", 0.0)
-        return ClassifierCompare(text[1:-1].strip().lower(), op, value)
+        if name == "entity":
+            return node
+        call = f'{name}("{arg}")'
+        if name == "said":
+            pattern = text_pattern(arg, keep_sigil=False)
+            if pattern is None:
+                raise ConditionSyntaxError("said() needs words", pos)
+            return Said(pattern)
+        label = normalize(arg).strip()
+        if name == "classifier":
+            return ClassifierCompare(label, *self._comparison(call, FUNCTIONS[name]))
+        if name == "object":
+            if not self._next_is("cmp"):
+                return Measure("object", label, ">=", 1.0)
+            return Measure("object", label, *self._comparison(call, FUNCTIONS[name]))
+        if name == "scene" and self._next_is("cmp"):
+            return Measure("scene", label, *self._comparison(call, FUNCTIONS[name]))
+        return Seen(name, label)
 
-    def _entity(self, pos: int) -> Node:
-        self._take()  # (
+    def _entity_arg(self) -> Node:
         kind, text, arg_pos = self._take()
         if kind == "phrase":
             name = normalize(text[1:-1]).strip()
             if not words(name):
                 raise ConditionSyntaxError("entity(\"...\") needs a name", arg_pos)
-            node = EntityRef(name=name)
-        elif kind == "word" and text.lower() in ENTITY_TYPES:
-            node = EntityRef(type=text.lower())
-        else:
-            raise ConditionSyntaxError(
-                f"entity() takes a \"name\" or one of {', '.join(ENTITY_TYPES)}", arg_pos)
-        if not self._next_is("rparen"):
-            raise ConditionSyntaxError("entity( is never closed", pos)
-        self.index += 1
-        return node
+            return EntityRef(name=name)
+        if kind == "word" and text.lower() in ENTITY_TYPES:
+            return EntityRef(type=text.lower())
+        raise ConditionSyntaxError(f"entity() takes a \"name\" or one of {', '.join(ENTITY_TYPES)}", arg_pos)
 
     def _field(self, name: str, value: str, pos: int) -> Node:
         if not value and self._next_is("phrase"):
             value = self._take()[1][1:-1]
+        if name == "time":
+            return _time_of_day(value.strip(), pos)
+        name = "lang" if name == "language" else name
         value = normalize(value).strip()
         if name in ("author", "hashtag"):
             value = value.lstrip("@#")
@@ -374,6 +476,24 @@ class _Parser:
                 raise ConditionSyntaxError("hashtag: takes one word", pos)
             return Term("#" + value)
         return Field(name, value)
+
+
+def _time_of_day(value: str, pos: int) -> TimeOfDay:
+    match = _TIME_RANGE.match(value)
+    if match is None:
+        raise ConditionSyntaxError("time: takes HH:MM-HH:MM, optionally @Zone (time:09:00-17:00@Europe/Berlin)", pos)
+    h1, m1, h2, m2 = (int(group) for group in match.groups()[:4])
+    if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
+        raise ConditionSyntaxError(f"time: {value!r} is not a time of day", pos)
+    start, end = h1 * 60 + m1, h2 * 60 + m2
+    if start == end:
+        raise ConditionSyntaxError("time: an empty range (start equals end)", pos)
+    zone = match.group(5) or "UTC"
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConditionSyntaxError(f"time: unknown time zone {zone!r}", pos) from exc
+    return TimeOfDay(start, end, zone)
 
 
 def _tokenize(source: str):

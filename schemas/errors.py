@@ -31,12 +31,14 @@ class RecordError(TrackiusError):
 class RuleError(RecordError):
     """A rule is invalid; the message names the rule and, for a syntax error, the position."""
 
-    def __init__(self, rule_id: str | None, reason: str, position: int | None = None) -> None:
+    def __init__(self, rule_id: str | None, reason: str, position: int | None = None,
+                 field: str | None = None) -> None:
         where = f" at position {position}" if position is not None else ""
         super().__init__(f"rule {rule_id or '?'}: {reason}{where}")
         self.rule_id = rule_id
         self.detail = reason
         self.position = position
+        self.field = field  # the rule field at fault ("condition", "window.then"), when known
 
 
 class ConfigError(TrackiusError):

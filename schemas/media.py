@@ -69,6 +69,7 @@ class VideoObject:
     peak_score: float
     peak_ms: int
     frames: int  # sampled frames it was seen in
+    peak_count: int = 1  # the most of it in one sampled frame
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class MediaFindings:
     failure: Failure | None = None
     mime: str | None = None
     sha256: str | None = None
+    phash: str | None = None  # images: 64-bit DCT perceptual hash, 16 hex digits (None when flat)
     width: int | None = None  # as published (after EXIF orientation)
     height: int | None = None
     objects: tuple[Detection, ...] = ()  # images; for videos see video.objects

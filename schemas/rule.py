@@ -12,6 +12,12 @@ by rule id, so compaction keeps the latest version. A rule file looks like:
         severity: high
         entities:                     # optional: names the text analysis reports as typed entities
           - {name: Dogecoin, type: brand, aliases: [doge coin]}
+        stories: true                 # optional (default): reposts of one text or picture are one alert
+        window: {kind: spike, size: 1h, by: entity, sigma: 3}   # optional: see schemas/window.py
+
+The condition language is schemas/condition.py. A rule with a `window` alerts on patterns of its
+matches over time (thresholds, spikes, novelty, sequences) instead of on each match. Errors in a
+YAML file name the file, line and column, and the rule.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from schemas.codec import choices, decode
 from schemas.condition import ConditionSyntaxError, parse
 from schemas.errors import RecordError, RuleError
 from schemas.textnorm import words
+from schemas.window import WindowSpec
 
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 TRACKED_TYPES = ("person", "org", "brand", "product", "place", "account", "ticker")
@@ -58,6 +65,8 @@ class Rule:
     severity: str = field(default="medium", metadata=choices(*SEVERITIES))
     routes: tuple[str, ...] = ("feed",)
     entities: tuple[TrackedEntity, ...] = ()
+    stories: bool = True  # reposts of the same text or picture make one alert with a count
+    window: WindowSpec | None = None
     schema_version: int = 1
 
     def __post_init__(self) -> None:
@@ -67,10 +76,12 @@ class Rule:
             raise RuleError(self.rule_id, "version must be >= 1")
         if self.deleted:
             return
-        try:
-            parse(self.condition)
-        except ConditionSyntaxError as exc:
-            raise RuleError(self.rule_id, f"condition: {exc.message}", exc.position) from exc
+        for name, condition in (("condition", self.condition), ("window.then", self.window and self.window.then)):
+            if name == "condition" or condition:
+                try:
+                    parse(condition)
+                except ConditionSyntaxError as exc:
+                    raise RuleError(self.rule_id, f"{name}: {exc.message}", exc.position, name) from exc
 
     @property
     def active(self) -> bool:
@@ -120,14 +131,50 @@ def load_rules_yaml(text: str, source: str = "<rules>") -> list[Rule]:
         try:
             rule = decode_rule(item)
         except RuleError as exc:
-            raise RuleError(rule_id, f"{source}:{line}: {exc.detail}", exc.position) from exc
+            where = _where(source, node, exc.field, exc.position) or f"{source}:{line}"
+            raise RuleError(rule_id, f"{where}: {exc.detail}", exc.position, exc.field) from exc
         except RecordError as exc:
-            raise RuleError(rule_id, f"{source}:{line}: {exc}") from exc
+            field_path = exc.field or ""
+            where = _where(source, node, field_path, None) or _where(source, node, field_path.split(".")[0], None)
+            raise RuleError(rule_id, f"{where or f'{source}:{line}'}: {exc}") from exc
         if rule.rule_id in seen:
             raise RuleError(rule.rule_id, f"{source}:{line}: duplicate rule_id")
         seen.add(rule.rule_id)
         rules.append(rule)
     return rules
+
+
+def _where(source: str, rule: yaml.Node, name: str | None, position: int | None) -> str | None:
+    """file:line:column of a field of a rule, or of the character `position` of its value."""
+    value = _value_node(rule, name)
+    if value is None:
+        return None
+    line, column = value.start_mark.line + 1, value.start_mark.column + 1
+    if position is not None and isinstance(value, yaml.ScalarNode):
+        if value.style in ("|", ">"):  # a block: the text starts on the next line, indented
+            before = value.value[:position]
+            line += 1 + before.count("\n")
+            indent = value.end_mark.column if value.end_mark.column else _indent(value)
+            column = indent + 1 + len(before.rsplit("\n", 1)[-1])
+        else:
+            column += position + (1 if value.style in ("'", '"') else 0)
+    return f"{source}:{line}:{column}"
+
+
+def _value_node(rule: yaml.Node, name: str | None) -> yaml.Node | None:
+    node = rule
+    for key in (name or "").split("."):
+        if not key or not isinstance(node, yaml.MappingNode):
+            return None
+        node = next((value for k, value in node.value if k.value == key), None)
+        if node is None:
+            return None
+    return node if name else None
+
+
+def _indent(node: yaml.ScalarNode) -> int:
+    lines = node.start_mark.buffer[node.start_mark.pointer:].split("\n")[1:2] if node.start_mark.buffer else []
+    return len(lines[0]) - len(lines[0].lstrip(" ")) if lines else node.start_mark.column + 2
 
 
 def _rule_nodes(root: yaml.Node) -> list[yaml.Node]:

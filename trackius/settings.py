@@ -89,6 +89,18 @@ class Settings:
     # Texts longer than this are analysed truncated and flagged.
     max_text_chars: int = 20_000
     dedup_ttl_s: int = 24 * 3600
+    # Fusion: how long a content item waits for all its parts (processing time) before its rules
+    # are decided with the missing parts flagged; per platform as "youtube=120000,twitch=60000".
+    fusion_deadline_ms: int = 30_000
+    fusion_deadlines: str = "youtube=180000,twitch=90000,tiktok=90000"
+    # How long fusion keeps an item after its first record (late parts still revise its alerts).
+    fusion_ttl_s: int = 3600
+    # Windowed rules run on event time (published_at): how far out of order matches may arrive,
+    # and after how long without matches a fusion subtask stops holding the watermark back.
+    watermark_out_of_order_ms: int = 2000
+    watermark_idle_ms: int = 1000
+    # Stories: reposts join a story while it has been seen within this time.
+    story_ttl_s: int = 24 * 3600
 
     # Media parts (images, videos): fetching. A fetch that takes longer than the timeout in all
     # (connect, headers and body together) fails; bodies above the cap are refused.
@@ -150,6 +162,14 @@ class Settings:
     @property
     def audio_manifest(self) -> Path:
         return self.project_model_dir / "audio" / "manifest.json"
+
+    def fusion_deadline_for(self, platform: str) -> int:
+        """The fusion deadline (ms) of a platform's content."""
+        for entry in self.fusion_deadlines.split(","):
+            name, _, value = entry.partition("=")
+            if name.strip() == platform and value.strip().isdigit():
+                return int(value)
+        return self.fusion_deadline_ms
 
     @property
     def sound_of_video(self) -> bool:

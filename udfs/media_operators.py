@@ -21,7 +21,12 @@ from dataclasses import replace
 from typing import Any
 
 from pyflink.common import Types
-from pyflink.datastream import KeyedBroadcastProcessFunction, ProcessFunction, RuntimeContext
+from pyflink.datastream import (
+    KeyedBroadcastProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+)
 from pyflink.datastream.state import MapStateDescriptor
 
 from schemas.codec import encode
@@ -30,7 +35,7 @@ from schemas.errors import RecordError
 from schemas.findings import audio_part_of, text_part_of
 from schemas.flink_types import record_type
 from schemas.media import MediaFindings
-from schemas.pipeline import Ingested
+from schemas.pipeline import Ingested, PartClosed
 from schemas.refs import RefNotice, decode_notice
 from schemas.rule import RuleAck
 from trackius.settings import Settings
@@ -49,6 +54,7 @@ from udfs.threads import on_python_thread
 
 log = logging.getLogger(__name__)
 MEDIA_RULES_STATE = MapStateDescriptor("media-rules", Types.STRING(), record_type())
+TO_FUSION = OutputTag("to-fusion", record_type())  # MediaFindings and PartClosed
 
 
 class DecodeRefNotices(ProcessFunction):
@@ -78,6 +84,7 @@ class AnalyzeMedia(KeyedBroadcastProcessFunction):
         self.armed: set[Any] = set()  # shards with a poll timer registered
         self.restored: set[Any] = set()  # shards whose state was checked against the pipeline
         self.submitted: set[str] = set()  # parts handed to this pipeline since open
+        self.texts_sent: dict[str, list[str]] = {}  # part key -> text parts sent to the text analysis
         metrics = runtime_context.get_metrics_group()
         self.parts_in = metrics.counter("media_parts_in")
         self.parts_failed = metrics.counter("media_parts_failed")
@@ -122,21 +129,25 @@ class AnalyzeMedia(KeyedBroadcastProcessFunction):
         if isinstance(result, MediaFindings):
             if result.status == "error":
                 self.parts_failed.inc()
-            if result.status != "partial" and "ocr_pending" not in result.flags:
-                self._done(_key(result.content_key, result.part_id))
             yield result
+            if result.status != "partial" and "ocr_pending" not in result.flags:
+                yield self._done(result.content_key, result.part_id)
             return
         key = _key(result.content_key, result.part_id)
         waiting = self.pending.get(key)
-        if result.final:
-            self._done(key)
         if waiting is not None and result.text.strip():
-            event = replace(waiting.event, text=result.text, parts=())
-            yield Ingested(event, now_ms(), result.text_part or text_part_of(result.part_id))
+            text_part = result.text_part or text_part_of(result.part_id)
+            self.texts_sent.setdefault(key, []).append(text_part)
+            yield Ingested(replace(waiting.event, text=result.text, parts=()), now_ms(), text_part)
+        if result.final:
+            yield self._done(result.content_key, result.part_id)
 
-    def _done(self, key: str) -> None:
+    def _done(self, content_key: str, part_id: str) -> PartClosed:
+        """The part leaves state; fusion learns which text parts (read or heard) are to come."""
+        key = _key(content_key, part_id)
         self.pending.remove(key)
         self.submitted.discard(key)
+        return PartClosed(content_key, part_id, tuple(self.texts_sent.pop(key, ())))
 
     def _submit(self, shard: Any, value: Ingested, part: Any) -> None:
         from udfs.media_pipeline import PartRequest
@@ -263,15 +274,18 @@ class ImageRefs:
 
 
 class RouteMedia(ProcessFunction):
-    """Ingested (text read in images) -> main, on to the text analysis; MediaFindings and
-    RuleAck -> JSON on side outputs. A process function of its own because records emitted from
-    on_timer lose their side-output tag in PyFlink 2.2's thread mode (see EncodeByType)."""
+    """Ingested (text read or heard in media) -> main, on to the text analysis; MediaFindings ->
+    JSON and, with PartClosed, to fusion; RuleAck -> JSON. A process function of its own because
+    records emitted from on_timer lose their side-output tag in PyFlink 2.2's thread mode."""
 
     def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
         if isinstance(value, Ingested):
             yield value
         elif isinstance(value, MediaFindings):
             yield FINDINGS, encode(value)
+            yield TO_FUSION, value
+        elif isinstance(value, PartClosed):
+            yield TO_FUSION, value
         elif isinstance(value, RuleAck):
             yield RULE_ACKS, encode(value)
 

@@ -280,7 +280,7 @@ class MediaPipeline:
         wants_text = self.ocr is not None and self.ocr_wanted
         findings = replace(
             base, status="ok", objects=result.objects, faces=result.faces, labels=result.labels,
-            matches=result.matches, models=dict(self.analyzer.models),
+            matches=result.matches, phash=_hex64(result.signature), models=dict(self.analyzer.models),
             timings_ms={**base.timings_ms, "analyse": result.analyse_ms},
             flags=base.flags + (("ocr_pending",) if wants_text else ()), analysed_at=self.clock_ms(),
         )
@@ -397,3 +397,9 @@ def shown_uri(uri: str) -> str:
 
 def failed(base: MediaFindings, stage: str, error: MediaError) -> MediaFindings:
     return replace(base, status="error", failure=Failure(stage, error.code, error.detail))
+
+
+def _hex64(signature: Any) -> str | None:
+    """The image's perceptual hash as 16 hex digits (story clustering compares reposts by it)."""
+    phash = getattr(signature, "phash", None)
+    return None if phash is None else f"{phash:016x}"

@@ -3,11 +3,10 @@ the errors. Clocks are read here, never in the cores.
 
     DecodeEvents    raw bytes            -> Ingested               | dead letters, media events
     DecodeRules     raw bytes            -> Rule                   | dead letters
-    AnalyzeText     Ingested (by shard)  -> Alert (new ones only), TextFindings, RuleAck
-                    micro-batched text analysis (udfs/text.py), rule evaluation through the
-                    compiled rule index, and dedup (+ rules broadcast)
-    EncodeByType    Alert | TextFindings | MediaFindings | RuleAck
-                    -> alert JSON | findings JSON, rule ack JSON
+    AnalyzeText     Ingested (by shard)  -> Analysed, RuleAck
+                    micro-batched text analysis (udfs/text.py), scanning for the terms of the
+                    compiled rule index (+ rules broadcast); rules are evaluated after fusion
+    RouteText       Analysed | RuleAck   -> Analysed (to fusion) | findings JSON, rule ack JSON
 """
 
 from __future__ import annotations
@@ -28,19 +27,17 @@ from pyflink.datastream import (
 )
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
 
-from schemas.alert import Alert
 from schemas.codec import encode
 from schemas.content import decode_event
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
-from schemas.findings import TEXT_PART, TextFindings
+from schemas.findings import TEXT_PART
 from schemas.flink_types import json_type, record_type
-from schemas.media import MediaFindings
 from schemas.pipeline import Analysed, Ingested
 from schemas.rule import Rule, RuleAck, decode_rule
 from trackius.settings import Settings
 from udfs.batching import MicroBatch
-from udfs.rules import RuleBook, alerts_for, is_new
+from udfs.rules import RuleBook
 from udfs.threads import on_python_thread
 
 SWITCH_INTERVAL_S = 0.0001
@@ -52,7 +49,7 @@ MEDIA_KINDS = frozenset({"image", "video", "audio"})
 RULES_STATE = MapStateDescriptor("rules", Types.STRING(), record_type())
 # Every operator that holds rules acknowledges each version; `trackius rules apply --wait` waits
 # for all of them, so a rule is applied everywhere before it reports success.
-RULE_HOLDERS = ("analyze-text", "analyze-media")
+RULE_HOLDERS = ("analyze-text", "analyze-media", "fuse")
 
 
 def now_ms() -> int:
@@ -115,14 +112,12 @@ class DecodeRules(ProcessFunction):
 
 
 class AnalyzeText(KeyedBroadcastProcessFunction):
-    """Keyed by shard of content_key, with the rules broadcast to every subtask.
+    """Keyed by shard of content_key, with the rules broadcast to every subtask (the scan looks
+    for every term of the active rules).
 
-    Ingested -> Alert (each alert_id and revision once), TextFindings, RuleAck: all on the main
-    output, split by EncodeByType, because PyFlink 2.2's thread mode drops the side-output tag of
-    records emitted from on_timer (they reach the main output as (tag, value) tuples).
-    Analysis, rule evaluation and dedup share one operator on purpose: in thread mode each keyed
-    hop costs a few hundred microseconds per record (measured; see README), more than the work.
-    Dedup state is keyed by shard, and an alert's shard is its content's, so it is exact.
+    Ingested -> Analysed (the event with its text findings), RuleAck: both on the main output,
+    split by RouteText, because PyFlink 2.2's thread mode drops the side-output tag of records
+    emitted from on_timer (they reach the main output as (tag, value) tuples).
     """
 
     operator = "analyze-text"
@@ -132,7 +127,6 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
         self.nltk_data_dir = settings.nltk_data_dir
         self.project_model_dir = settings.project_model_dir
         self.batch = MicroBatch(settings.batch_size, settings.batch_max_wait_ms)
-        self.dedup_ttl_s = settings.dedup_ttl_s
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.subtask, self.subtasks = subtask_of(runtime_context)
@@ -142,12 +136,6 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
         gc.freeze()
         self.book: RuleBook | None = None  # rebuilt lazily: after a restore, state is all we have
         self.batch.open(runtime_context, "text")
-        alerted = MapStateDescriptor("alerted-revision", Types.STRING(), Types.INT())
-        alerted.enable_time_to_live(ttl(self.dedup_ttl_s))
-        self.alerted = runtime_context.get_map_state(alerted)
-        metrics = runtime_context.get_metrics_group()
-        self.alerts_out = metrics.counter("alerts_out")
-        self.duplicates = metrics.counter("duplicate_alerts")
 
     def _create_analyzer(self):
         # The text stack imports NLTK, scikit-learn's scipy and onnxruntime: not from a Java
@@ -190,27 +178,16 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
                     for item, found in zip(items, findings)]
         self.batch.record(len(items), analysed_at - min(item.ingested_at for item in items))
         for item, found in zip(items, findings):
-            yield found
-            yield from self._new_alerts(Analysed(item.event, found, item.ingested_at, analysed_at), book)
-
-    def _new_alerts(self, analysed: Analysed, book: RuleBook) -> Iterator[Alert]:
-        for alert in alerts_for(analysed, book, now_ms()):
-            if is_new(alert, self.alerted.get(alert.alert_id)):
-                self.alerted.put(alert.alert_id, alert.revision)
-                self.alerts_out.inc()
-                yield alert
-            else:
-                self.duplicates.inc()
+            yield Analysed(item.event, found, item.ingested_at, analysed_at)
 
 
-class EncodeByType(ProcessFunction):
-    """Alert | TextFindings | RuleAck -> alert JSON, with findings and ack JSON on side outputs."""
+class RouteText(ProcessFunction):
+    """Analysed -> main (to fusion) and its findings as JSON on a side output; RuleAck -> JSON."""
 
     def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        if isinstance(value, Alert):
-            yield encode(value)
-        elif isinstance(value, (TextFindings, MediaFindings)):
-            yield FINDINGS, encode(value)
+        if isinstance(value, Analysed):
+            yield value
+            yield FINDINGS, encode(value.findings)
         else:
             yield RULE_ACKS, encode(value)
 

@@ -15,24 +15,23 @@ per text follows the text and its hits, not the number of rules.
 
 from __future__ import annotations
 
-import operator
 from bisect import bisect_right
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import ahocorasick
 
 from schemas.condition import (
     And,
-    ClassifierCompare,
     EntityRef,
-    Field,
+    Measure,
     Near,
     Node,
-    Not,
     Or,
     Pattern,
     Phrase,
+    Said,
+    Seen,
     SentimentCompare,
     Term,
     parse,
@@ -43,10 +42,9 @@ from schemas.condition import (
 )
 from schemas.findings import Entity, TermHit, TextFindings
 from schemas.rule import Rule
-from schemas.textnorm import SIGILS, WORD, Folded, normalize
+from schemas.textnorm import SIGILS, WORD, Folded
+from udfs.fusion import FusedFacts, entity_anchor, evaluate
 
-_COMPARE = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "=": operator.eq,
-            "!=": operator.ne}
 _NOT_BEFORE_A_TAG = set("/.:&=?#@$-_")
 _SIGIL_TYPES = {"$": "ticker", "@": "account"}  # a rule's $term or @term is a tracked name
 
@@ -152,19 +150,9 @@ def _key(pattern: Pattern) -> tuple[str, str]:
     return " " + " ".join(words) + ("" if pattern.wildcard else " "), sigil
 
 
-@dataclass
-class Facts:
-    """What rules are evaluated on: one content item's text findings and its metadata."""
-
-    findings: TextFindings
-    platform: str
-    author: str
-    source: str
-    hits: dict[str, list[TermHit]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for hit in self.findings.hits:
-            self.hits.setdefault(hit.term, []).append(hit)
+def Facts(findings: TextFindings, platform: str, author: str = "", source: str = "") -> FusedFacts:
+    """What rules are evaluated on when there is one text and nothing else to wait for."""
+    return FusedFacts.of_text(findings, platform, author, source)
 
 
 @dataclass(frozen=True)
@@ -172,6 +160,11 @@ class CompiledRule:
     rule: Rule
     node: Node
     needs_names: bool  # evaluating it may need the NE chunker's names
+    then: Node | None = None  # a sequence's second step
+
+    @property
+    def steps(self) -> tuple[Node, ...]:
+        return (self.node,) if self.then is None else (self.node, self.then)
 
 
 class RuleIndex:
@@ -187,11 +180,16 @@ class RuleIndex:
             if not rule.active:
                 continue
             node = parse(rule.condition)
+            then = parse(rule.window.then) if rule.window is not None and rule.window.then else None
             index = len(self.rules)
-            self.rules.append(CompiledRule(rule, node, _needs_names(node)))
-            patterns |= patterns_of(node)
-            tracked |= _tracked_names(rule, node)
-            anchors = _anchors(node)
+            compiled = CompiledRule(rule, node, any(_needs_names(step) for step in (node, then) if step), then)
+            self.rules.append(compiled)
+            anchors: set[str] | None = set()
+            for step in compiled.steps:
+                patterns |= patterns_of(step)
+                tracked |= _tracked_names(rule, step)
+                found = _anchors(step)
+                anchors = None if found is None or anchors is None else anchors | found
             if anchors is None:
                 self.unanchored.append(index)
             for label in anchors or ():
@@ -203,50 +201,34 @@ class RuleIndex:
 
     def candidates(self, hits: Iterable[TermHit], entities: Iterable[Entity]) -> list[CompiledRule]:
         """The rules these hits and tracked names could satisfy, plus the unanchored ones."""
+        labels = {hit.term for hit in hits}
+        labels.update(entity_anchor(entity.name) for entity in entities if entity.name is not None)
+        return self.candidates_for(labels)
+
+    def candidates_for(self, labels: Iterable[str]) -> list[CompiledRule]:
+        """The rules these present facts (FusedFacts.labels) could satisfy, plus the unanchored."""
         chosen = set(self.unanchored)
-        for hit in hits:
-            chosen.update(self.by_anchor.get(hit.term, ()))
-        for entity in entities:
-            if entity.name is not None:
-                chosen.update(self.by_anchor.get(_entity_anchor(entity.name), ()))
+        for label in labels:
+            chosen.update(self.by_anchor.get(label, ()))
         return [self.rules[i] for i in sorted(chosen)]
 
     def needs_names(self, hits: Iterable[TermHit], entities: Iterable[Entity]) -> bool:
         """Whether a rule that could fire on this text asks for the NE chunker's names."""
         return any(rule.needs_names for rule in self.candidates(hits, entities))
 
-    def fired(self, facts: Facts) -> list[CompiledRule]:
-        findings = facts.findings
-        return [rule for rule in self.candidates(findings.hits, findings.entities) if holds(rule.node, facts)]
+    def fired(self, facts: FusedFacts) -> list[CompiledRule]:
+        return [rule for rule in self.candidates_for(facts.labels()) if evaluate(rule.node, facts) is True]
 
 
-def holds(node: Node, facts: Facts) -> bool:
-    if isinstance(node, (Term, Phrase)):
-        return node.label in facts.hits
-    if isinstance(node, And):
-        return all(holds(item, facts) for item in node.items)
-    if isinstance(node, Or):
-        return any(holds(item, facts) for item in node.items)
-    if isinstance(node, Not):
-        return not holds(node.item, facts)
-    if isinstance(node, Near):
-        return bool(_positions(node, facts))
-    if isinstance(node, SentimentCompare):
-        return _COMPARE[node.op](facts.findings.sentiment.compound, node.value)
-    if isinstance(node, ClassifierCompare):
-        score = facts.findings.classifiers.get(node.name)
-        return score is not None and _COMPARE[node.op](score, node.value)
-    if isinstance(node, Field):
-        return _field_holds(node, facts)
-    if isinstance(node, EntityRef):
-        return any(_is_entity(entity, node) for entity in facts.findings.entities)
-    raise TypeError(f"unknown condition node {node!r}")
+def holds(node: Node, facts: FusedFacts) -> bool:
+    """Two-valued: whether the condition holds on findings with nothing pending."""
+    return evaluate(node, facts) is True
 
 
-def evidence_hits(node: Node, facts: Facts) -> tuple[TermHit, ...]:
+def evidence_hits(node: Node, facts: FusedFacts) -> tuple[TermHit, ...]:
     """The hits of the terms the condition uses positively (not under NOT)."""
     wanted = {current.label for current in positive(node) if isinstance(current, (Term, Phrase))}
-    return tuple(hit for hit in facts.findings.hits if hit.term in wanted)
+    return tuple(hit for found in facts.texts for hit in found.hits if hit.term in wanted)
 
 
 def uses_sentiment(node: Node) -> bool:
@@ -254,49 +236,21 @@ def uses_sentiment(node: Node) -> bool:
     return any(isinstance(current, SentimentCompare) for current in positive(node))
 
 
-def _positions(node: Node, facts: Facts) -> list[tuple[int, int]]:
-    """Word spans (first, end) where a positional query matches."""
-    if isinstance(node, (Term, Phrase)):
-        return [(hit.word, hit.word_end) for hit in facts.hits.get(node.label, ())]
-    if isinstance(node, Or):
-        return [span for item in node.items for span in _positions(item, facts)]
-    if isinstance(node, Near):
-        lefts, rights = _positions(node.left, facts), _positions(node.right, facts)
-        return [
-            (min(a[0], b[0]), max(a[1], b[1]))
-            for a in lefts for b in rights
-            if 0 <= max(b[0] - a[1], a[0] - b[1]) <= node.distance
-        ]
-    raise TypeError(f"not a positional query: {node!r}")
-
-
-def _field_holds(node: Field, facts: Facts) -> bool:
-    if node.name == "platform":
-        return facts.platform == node.value
-    if node.name == "lang":
-        return (facts.findings.lang or "").split("-")[0] == node.value
-    if node.name == "domain":  # the domain itself or any subdomain of it
-        domains = (entity.text.lower() for entity in facts.findings.entities if entity.type == "domain")
-        return any(domain == node.value or domain.endswith("." + node.value) for domain in domains)
-    actual = normalize(facts.author if node.name == "author" else facts.source).lstrip("@")
-    if node.value.endswith("*"):
-        return actual.startswith(node.value[:-1])
-    return actual == node.value
-
-
-def _is_entity(entity: Entity, ref: EntityRef) -> bool:
-    if ref.type is not None:
-        return entity.type == ref.type
-    return ref.name == normalize(entity.text) or (entity.name is not None and ref.name == normalize(entity.name))
-
-
 def _anchors(node: Node) -> set[str] | None:
-    """Labels of which at least one must hit for the condition to hold; None when none must."""
+    """Fact labels (FusedFacts.labels) of which at least one must be present for the condition
+    to hold; None when none must."""
     if isinstance(node, (Term, Phrase)):
         return {node.label}
     if isinstance(node, EntityRef) and node.name is not None:
         # written out (the chunker's name is made of these words) or by a tracked alias
-        return {text_pattern(node.name, keep_sigil=False).label, _entity_anchor(node.name)}
+        return {text_pattern(node.name, keep_sigil=False).label, entity_anchor(node.name)}
+    if isinstance(node, Said):  # in a transcript, or spotted
+        return {node.pattern.label, f"said:{node.pattern.label}"}
+    if isinstance(node, Seen):
+        return {f"{_SEEN_PREFIX[node.name]}:{node.arg}"}
+    if isinstance(node, Measure) and node.name in _MEASURE_LABEL and _needs_presence(node):
+        label = _MEASURE_LABEL[node.name]
+        return {f"{label}:{node.arg}" if node.arg else label}
     if isinstance(node, Near):
         return _anchors(node.left)
     if isinstance(node, And):
@@ -328,5 +282,10 @@ def _tracked_names(rule: Rule, node: Node) -> set[tuple[str, str, str]]:
     return tracked
 
 
-def _entity_anchor(name: str) -> str:
-    return "entity:" + normalize(name)
+_SEEN_PREFIX = {"image_match": "image", "audio_match": "clip", "scene": "scene"}
+_MEASURE_LABEL = {"object": "object", "scene": "scene", "faces": "faces", "speech_share": "speech"}
+
+
+def _needs_presence(node: Measure) -> bool:
+    """Whether the comparison fails when the thing is absent (its value 0)."""
+    return (node.op == ">" and node.value >= 0) or (node.op in (">=", "=") and node.value > 0)

@@ -35,13 +35,15 @@ class ObjectSummary:
     def add(self, t_ms: int, detections: Sequence[Detection]) -> None:
         self.frames += 1
         best: dict[str, float] = {}
+        counts: dict[str, int] = {}
         for detection in detections:
             score = float(detection.score)
             if not math.isfinite(score):
                 raise ValueError(f"detection {detection.label!r} at {t_ms} ms has score {score}")
             best[detection.label] = max(score, best.get(detection.label, -math.inf))
+            counts[detection.label] = counts.get(detection.label, 0) + 1
         for label, score in best.items():
-            self._objects[label] = _merge(self._objects.get(label), label, t_ms, score)
+            self._objects[label] = _merge(self._objects.get(label), label, t_ms, score, counts[label])
 
     def result(self) -> tuple[VideoObject, ...]:
         """Objects by peak score, highest first (ties: seen first, then label)."""
@@ -49,9 +51,9 @@ class ObjectSummary:
         return tuple(ranked)
 
 
-def _merge(seen: VideoObject | None, label: str, t_ms: int, score: float) -> VideoObject:
+def _merge(seen: VideoObject | None, label: str, t_ms: int, score: float, count: int) -> VideoObject:
     if seen is None:
-        return VideoObject(label, t_ms, t_ms, score, t_ms, 1)
+        return VideoObject(label, t_ms, t_ms, score, t_ms, 1, count)
     # On equal peaks the earlier time wins, so arrival order cannot change the answer.
     better = score > seen.peak_score or (score == seen.peak_score and t_ms < seen.peak_ms)
     return VideoObject(
@@ -61,6 +63,7 @@ def _merge(seen: VideoObject | None, label: str, t_ms: int, score: float) -> Vid
         score if better else seen.peak_score,
         t_ms if better else seen.peak_ms,
         seen.frames + 1,
+        max(seen.peak_count, count),
     )
 
 

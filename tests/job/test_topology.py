@@ -58,7 +58,7 @@ def run(events: list[bytes], rules: list[Rule]) -> dict[str, list[dict]]:
     settings = Settings().replace(batch_size=1, parallelism=1, flink_rest_port=0, refs_store="none")
     env = execution_environment(settings)
     event_stream = env.from_collection([e.decode("latin-1") for e in events], json_type()).map(
-        DelayFirst(20.0, len(events), tail_seconds=15.0), record_type())
+        DelayFirst(20.0, len(events), tail_seconds=25.0), record_type())
     rule_stream = env.from_collection([encode(r) for r in rules], json_type()).map(as_bytes, record_type())
     out = topology(event_stream, rule_stream, settings)
     tagged = (
@@ -94,6 +94,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
         Rule("gone", 1, condition="doge"),
         Rule("gone", 2, deleted=True),
         Rule("speech", 1, condition="fellow AND country"),
+        Rule("bus-commute", 1, condition='commute AND object("bus") >= 1 AND NOT image_match("no-such-ref")'),
     ]
     events = [
         event("x:1", "I love $DOGE, what a great day"),
@@ -113,7 +114,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
 def test_matching_events_alert_once_per_rule_and_content(results: dict) -> None:
     """Each (rule, content) fires one alert, with a deterministic id and its evidence."""
     fired = sorted((a["rule_id"], a["content_key"]) for a in results["alert"])
-    assert fired == [("doge", "x:1"), ("outage", "x:2"), ("outage", "x:6"), ("speech", "x:8")]
+    assert fired == [("bus-commute", "x:6"), ("doge", "x:1"), ("outage", "x:2"), ("outage", "x:6"),
+                     ("speech", "x:8")]
     doge = next(a for a in results["alert"] if a["rule_id"] == "doge")
     assert [hit["term"] for hit in doge["evidence"]["hits"]] == ["$doge"]
     assert doge["evidence"]["sentiment"] > 0.3
@@ -138,11 +140,12 @@ def test_every_decoded_event_has_findings(results: dict) -> None:
     by_key = {}
     for found in results["findings"]:
         by_key.setdefault(found["content_key"], []).append(found)
-    by_key = {key: [f for f in found if "kind" not in f] for key, found in by_key.items()}
+    by_key = {key: [f for f in found if "kind" not in f and "complete" not in f] for key, found in by_key.items()}
     assert sorted(by_key) == ["x:1", "x:2", "x:3", "x:6", "x:7", "x:8"] and len(by_key["x:1"]) == 2
     assert by_key["x:3"][0]["sentiment"]["compound"] < 0
     assert {hit["term"] for hit in by_key["x:2"][0]["hits"]} == {"binance", "withdrawals paused", "down"}
-    assert all(found["collected_at"] == 2 and found["analysed_at"] > 0 for found in results["findings"])
+    assert all(found["collected_at"] == 2 and found.get("analysed_at", found.get("fused_at")) > 0
+               for found in results["findings"])
 
 
 def test_media_parts_get_findings_good_or_bad(results: dict) -> None:
@@ -169,6 +172,27 @@ def test_speech_in_an_audio_part_fires_text_rules(results: dict) -> None:
     heard = [f for f in results["findings"] if f.get("part_id", "").startswith("talk.text")]
     assert "talk.text" in {f["part_id"] for f in heard}  # later pieces are named talk.text@<s>s
     assert {"fellow", "country"} <= {h["term"] for f in heard for h in f["hits"]}
+
+
+def test_a_multimodal_rule_fires_once_the_image_decides_it(results: dict) -> None:
+    """`commute AND object("bus") >= 1 AND NOT image_match(...)` needs the post's text and every
+    image closed; its evidence names the objects counted."""
+    (alert,) = [a for a in results["alert"] if a["rule_id"] == "bus-commute"]
+    assert alert["evidence"]["objects"]["bus"] >= 1 and alert["missing"] == []
+    assert [hit["term"] for hit in alert["evidence"]["hits"]] == ["commute"]
+
+
+def test_fused_analysis_joins_every_part_of_an_item(results: dict) -> None:
+    """One FusedAnalysis per item with media: complete, the failed part named, the rules that hold."""
+    fused = {f["content_key"]: f for f in results["findings"] if "complete" in f}
+    assert set(fused) == {"x:6", "x:8"}
+    photo = fused["x:6"]
+    assert photo["complete"] and not photo["timed_out"] and photo["failed"] == ["lost"]
+    assert {p["part_id"]: p["status"] for p in photo["parts"]} == {"text": "ok", "photo": "ok", "sign": "ok",
+                                                                    "lost": "error"}
+    assert {"outage", "bus-commute"} <= set(photo["fired"])
+    assert {t["part_id"] for t in photo["texts"]} >= {"text", "sign.text"}
+    assert "speech" in fused["x:8"]["fired"]
 
 
 def test_store_topology_maps_records_to_upserts() -> None:

@@ -258,8 +258,11 @@ def test_fields() -> None:
     assert parse("domain:Bit.ly") == Field("domain", "bit.ly")
 
 
-def test_a_colon_in_an_unknown_word_is_text() -> None:
-    assert parse("re:invent") == Phrase(("re", "invent"))
+def test_an_unknown_field_is_an_error_and_quoting_searches_the_text() -> None:
+    with pytest.raises(ConditionSyntaxError, match="unknown field 're'.*quote it"):
+        parse("re:invent")
+    assert parse('"re:invent"') == Phrase(("re", "invent"))
+    assert parse("https://example.com") == Phrase(("https", "example", "com"))
 
 
 def test_classifier_comparison() -> None:
@@ -267,7 +270,7 @@ def test_classifier_comparison() -> None:
 
 
 @pytest.mark.parametrize(("source", "message", "position"), [
-    ("classifier(spam) > 1", 'classifier() takes a model name in quotes, e.g. classifier("spam")', 11),
+    ("classifier(spam) > 1", 'classifier() takes one argument in quotes, e.g. classifier("spam")', 11),
     ('classifier("spam") > 2', 'classifier("spam") is compared with a number in 0..1', 21),
     ('classifier("spam") x', 'classifier("spam") needs a comparison (> >= < <= = !=), found \'x\'', 19),
     ('classifier("spam" > 1', "classifier( is never closed", 0),

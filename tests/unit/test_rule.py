@@ -161,11 +161,11 @@ def test_missing_rules_list_is_rejected(text: str) -> None:
 
 
 def test_bad_rule_names_file_line_rule_and_position() -> None:
-    """A bad condition names the file, the line where that rule starts, its id and the position."""
+    """A bad condition names the file, the line and column in it, the rule id and the position."""
     text = GOOD + "  - rule_id: broken\n    version: 1\n    condition: 'a AND'\n"
     error = yaml_error(text)
     assert (error.rule_id, error.position) == ("broken", 5)
-    assert error.detail == "rules/demo.yaml:11: condition: unexpected end of condition"
+    assert error.detail == "rules/demo.yaml:13:22: condition: unexpected end of condition"  # line:column of the end
 
 
 def test_bad_field_in_a_rule_names_file_line_and_field() -> None:
@@ -173,7 +173,7 @@ def test_bad_field_in_a_rule_names_file_line_and_field() -> None:
     text = GOOD + "  - rule_id: typo\n    version: one\n    condition: x\n"
     error = yaml_error(text)
     assert error.rule_id == "typo"
-    assert error.detail == "rules/demo.yaml:11: version: expected int, got string"
+    assert error.detail == "rules/demo.yaml:12:14: version: expected int, got string"
 
 
 def test_unknown_key_in_a_rule_is_rejected() -> None:

@@ -271,11 +271,12 @@ FRAMES = [
 
 
 def test_aggregate_summarises_each_label() -> None:
-    """One VideoObject per label: first/last seen, peak and when, frames; by peak descending."""
+    """One VideoObject per label: first/last seen, peak and when, frames, the most in one frame;
+    by peak descending."""
     assert aggregate(FRAMES) == (
-        VideoObject("dog", 0, 3000, 0.95, 3000, 2),
-        VideoObject("person", 0, 4000, 0.9, 1000, 3),
-        VideoObject("car", 3000, 3000, 0.5, 3000, 1),
+        VideoObject("dog", 0, 3000, 0.95, 3000, 2, 1),
+        VideoObject("person", 0, 4000, 0.9, 1000, 3, 2),
+        VideoObject("car", 3000, 3000, 0.5, 3000, 1, 1),
     )
 
 
@@ -291,8 +292,8 @@ def test_summary_is_incremental() -> None:
     for t_ms, detections in FRAMES[:2]:
         summary.add(t_ms, detections)
     assert summary.result() == (
-        VideoObject("person", 0, 1000, 0.9, 1000, 2),
-        VideoObject("dog", 0, 0, 0.3, 0, 1),
+        VideoObject("person", 0, 1000, 0.9, 1000, 2, 2),
+        VideoObject("dog", 0, 0, 0.3, 0, 1, 1),
     )
     for t_ms, detections in FRAMES[2:]:
         summary.add(t_ms, detections)

@@ -1,0 +1,205 @@
+"""Thin Flink adapters of fusion (udfs/fusion.py) and alert shaping (udfs/alerting.py).
+
+    Fuse         Analysed | MediaFindings | PartClosed, keyed by content_key (+ rules broadcast)
+                 -> RuleMatch, Rule (changes, for ShapeAlerts), FusedAnalysis, RuleAck, DeadLetter
+                 one Content per key in value state (TTL settings.fusion_ttl_s), a processing-time
+                 deadline per item (settings.fusion_deadline_for(platform))
+    RouteFused   RuleMatch, Rule -> main; FusedAnalysis, RuleAck, DeadLetter -> side outputs
+    MatchTime    event time of RuleMatch: published_at (watermarks are assigned after Fuse, so the
+                 idle rules broadcast never holds them back)
+    ShapeAlerts  RuleMatch | Rule, keyed by rule_id -> Alert JSON (stories, revisions, windows)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
+
+from pyflink.common import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction, ProcessFunction
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+
+from schemas.codec import encode
+from schemas.deadletter import DeadLetter, dead_letter
+from schemas.flink_types import record_type
+from schemas.fused import FusedAnalysis
+from schemas.pipeline import Analysed, RuleMatch
+from schemas.rule import Rule, RuleAck
+from trackius.settings import Settings
+from udfs.alerting import RuleAlerts, event_time
+from udfs.fusion import Content, matches, with_fired
+from udfs.operators import (
+    DEAD_LETTERS,
+    FINDINGS,
+    RULE_ACKS,
+    RULE_HOLDERS,
+    now_ms,
+    share_the_interpreter_fairly,
+    subtask_of,
+    ttl,
+)
+from udfs.rules import RuleBook
+
+FUSE_RULES_STATE = MapStateDescriptor("fuse-rules", Types.STRING(), record_type())
+
+
+class Fuse(KeyedBroadcastProcessFunction):
+    operator = "fuse"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def open(self, runtime_context: Any) -> None:
+        share_the_interpreter_fairly()
+        self.subtask, self.subtasks = subtask_of(runtime_context)
+        descriptor = ValueStateDescriptor("content", record_type())
+        descriptor.enable_time_to_live(ttl(self.settings.fusion_ttl_s))
+        self.state = runtime_context.get_state(descriptor)
+        self.book: RuleBook | None = None
+        self.undeclared_wait_ms = max(
+            [self.settings.fusion_deadline_ms]
+            + [int(v) for _, _, v in (e.partition("=") for e in self.settings.fusion_deadlines.split(",")) if v.isdigit()])
+        metrics = runtime_context.get_metrics_group()
+        self.matched = metrics.counter("rule_matches")
+        self.timed_out = metrics.counter("fusion_timed_out")
+        self.unknown = metrics.counter("fusion_unknown_content")
+
+    def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        now = now_ms()
+        key = ctx.get_current_key()
+        content: Content | None = self.state.value()
+        timers = ctx.timer_service()
+        if content is None:
+            content = Content(key)
+            if not isinstance(value, Analysed):  # media before its declaration: wait, but not forever
+                timers.register_processing_time_timer(now + self.undeclared_wait_ms)
+        declared = content.declared
+        if isinstance(value, Analysed):
+            content.add(value.findings, value.event, value.ingested_at, self.settings.sound_of_video)
+        else:
+            content.add(value)
+        if content.declared and not declared and content.expected:
+            content.deadline_at = now + self.settings.fusion_deadline_for(content.event.platform)
+            timers.register_processing_time_timer(content.deadline_at)
+        yield from self._decide(content, ctx, now)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        content: Content | None = self.state.value()
+        if content is None:
+            return
+        if not content.declared:
+            self.unknown.inc()
+            self.state.clear()
+            reason = (f"findings for content key {content.content_key!r} arrived, but no content event "
+                      f"declared it within {self.undeclared_wait_ms} ms; dropped")
+            yield dead_letter(encode(content.fused(timestamp, ())).encode(), "fuse", reason,
+                              self.settings.topics.findings, now_ms())
+            return
+        if content.complete or content.timed_out or timestamp < content.deadline_at:
+            return
+        self.timed_out.inc()
+        content.timed_out = True
+        yield from self._decide(content, ctx, now_ms())
+
+    def process_broadcast_element(self, value: Rule, ctx: Any) -> Iterator[Any]:
+        state = ctx.get_broadcast_state(FUSE_RULES_STATE)
+        current = state.get(value.rule_id)
+        if current is None or current.version <= value.version:
+            state.put(value.rule_id, value)
+            if self.book is not None:
+                self.book.apply(value)
+            yield value  # on to ShapeAlerts, which restarts the rule's windows when they changed
+        yield RuleAck(value.rule_id, value.version, self.operator, self.subtask, self.subtasks, RULE_HOLDERS)
+
+    def _rules(self, ctx: Any) -> RuleBook:
+        if self.book is None:  # after open or a restore: broadcast state is the truth
+            self.book = RuleBook.of(rule for _, rule in ctx.get_broadcast_state(FUSE_RULES_STATE).items())
+        return self.book
+
+    def _decide(self, content: Content, ctx: Any, now: int) -> Iterator[Any]:
+        if content.declared:
+            index = self._rules(ctx).index
+            candidates = index.candidates_for(content.facts().labels())
+            for match in matches(content, candidates, now):
+                self.matched.inc()
+                yield match
+            if content.expected and (content.complete or content.timed_out):
+                fused = content.fused(now, with_fired(content))
+                digest = encode(replace(fused, fused_at=0))
+                if digest != content.reported:
+                    content.reported = digest
+                    yield fused
+        self.state.update(content)
+
+
+class RouteFused(ProcessFunction):
+    """RuleMatch and Rule -> main (to ShapeAlerts); FusedAnalysis, RuleAck -> JSON and DeadLetter
+    on side outputs. A process function of its own because records emitted from on_timer lose
+    their side-output tag in PyFlink 2.2's thread mode."""
+
+    def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
+        if isinstance(value, (RuleMatch, Rule)):
+            yield value
+        elif isinstance(value, FusedAnalysis):
+            yield FINDINGS, encode(value)
+        elif isinstance(value, RuleAck):
+            yield RULE_ACKS, encode(value)
+        elif isinstance(value, DeadLetter):
+            yield DEAD_LETTERS, value
+
+
+class MatchTime(TimestampAssigner):
+    def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
+        return event_time(value) if isinstance(value, RuleMatch) else 0
+
+
+def rule_of(value: RuleMatch | Rule) -> str:
+    return value.rule.rule_id if isinstance(value, RuleMatch) else value.rule_id
+
+
+class ShapeAlerts(KeyedProcessFunction):
+    """Keyed by rule id: stories, alert revisions and windows of one rule (udfs/alerting.py).
+    Emits the alerts as JSON: a separate encoding step chained after it would get its uid twice
+    in PyFlink's operator fusion."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def open(self, runtime_context: Any) -> None:
+        share_the_interpreter_fairly()
+        expiry = ttl(self.settings.story_ttl_s)
+        stores = []
+        for name in ("stories", "story-buckets", "alert-revisions", "windows"):
+            descriptor = MapStateDescriptor(name, Types.STRING(), record_type())
+            if name != "windows":  # windows forget by themselves; a spike baseline must outlive a day
+                descriptor.enable_time_to_live(expiry)
+            stores.append(runtime_context.get_map_state(descriptor))
+        self.alerts = RuleAlerts(*stores, story_ttl_ms=self.settings.story_ttl_s * 1000)
+        metrics = runtime_context.get_metrics_group()
+        self.alerts_out = metrics.counter("alerts_out")
+        self.late = metrics.counter("late_window_matches")
+
+    def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        if isinstance(value, Rule):
+            self.alerts.on_rule(value)
+            return
+        watermark = ctx.timer_service().current_watermark()
+        alerts, late = self.alerts.on_match(value, watermark, now_ms())
+        self.late.inc(late)
+        self._arm(ctx)
+        for alert in alerts:
+            self.alerts_out.inc()
+            yield encode(alert)
+
+    def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        for alert in self.alerts.on_watermark(ctx.timer_service().current_watermark(), now_ms()):
+            self.alerts_out.inc()
+            yield encode(alert)
+        self._arm(ctx)
+
+    def _arm(self, ctx: Any) -> None:
+        due = self.alerts.next_timer()
+        if due is not None:
+            ctx.timer_service().register_event_time_timer(due)
