@@ -46,9 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     job.add_argument("--fresh", action="store_true", help="ignore the latest checkpoint")
     job.set_defaults(run=_job)
 
-    rules = commands.add_parser("rules", help="apply, delete or list watch rules (rules.v1)")
-    rules.add_argument("action", choices=["apply", "delete", "list", "check"])
+    rules = commands.add_parser("rules", help="apply, delete, list, check or test watch rules (rules.v1)")
+    rules.add_argument("action", choices=["apply", "delete", "list", "check", "test"])
     rules.add_argument("target", nargs="?", help="a YAML rules file (apply, check) or a rule id (delete)")
+    rules.add_argument("--rules", type=Path, dest="rules_file", help="test: the YAML rules file")
+    rules.add_argument("--events", type=Path, help="test: ContentEvents, one JSON object per line")
     rules.add_argument("--wait", action="store_true", help="return once the job applies the rules")
     rules.add_argument("--timeout", type=float, default=60.0, help="seconds to wait (default 60)")
     rules.set_defaults(run=_rules)
@@ -153,6 +155,15 @@ def _job(settings: Settings, args: argparse.Namespace) -> int:
         jobctl.stop_all(processes)
 
 
+def _warn_broad(rules: list) -> None:
+    from udfs.query import matches_everything
+
+    for rule in rules:
+        if rule.active and matches_everything(rule):
+            print(f"warning: rule {rule.rule_id} holds on content with no text and no media at all "
+                  f"({rule.condition!r}): it would alert on nearly everything", file=sys.stderr)
+
+
 def _rules(settings: Settings, args: argparse.Namespace) -> int:
     from schemas.rule import load_rules_yaml
     from trackius import rules_client
@@ -162,6 +173,15 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"rule_id": rule.rule_id, "version": rule.version,
                               "deleted": rule.deleted, "condition": rule.condition}))
         return 0
+    if args.action == "test":
+        if not (args.rules_file and args.events):
+            raise SystemExit("trackius rules test: give --rules FILE and --events FILE")
+        from trackius.rulestest import rules_test
+
+        _warn_broad(load_rules_yaml(args.rules_file.read_text(encoding="utf-8"), str(args.rules_file)))
+        for line in rules_test(settings, args.rules_file, args.events):
+            print(line, flush=True)
+        return 0
     if not args.target:
         raise SystemExit(f"trackius rules {args.action}: give a {'rule id' if args.action == 'delete' else 'file'}")
     if args.action == "delete":
@@ -169,6 +189,7 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
     else:
         path = Path(args.target)
         rules = load_rules_yaml(path.read_text(encoding="utf-8"), source=str(path))
+        _warn_broad(rules)
         if args.action == "check":
             print(f"{len(rules)} rules are valid")
             return 0

@@ -161,6 +161,9 @@ class CompiledRule:
     node: Node
     needs_names: bool  # evaluating it may need the NE chunker's names
     then: Node | None = None  # a sequence's second step
+    # Label sets of which each must meet the present facts for the rule to hold (one per
+    # anchored conjunct): a cheap set test that spares evaluating most candidates.
+    required: tuple[frozenset[str], ...] = ()
 
     @property
     def steps(self) -> tuple[Node, ...]:
@@ -182,7 +185,8 @@ class RuleIndex:
             node = parse(rule.condition)
             then = parse(rule.window.then) if rule.window is not None and rule.window.then else None
             index = len(self.rules)
-            compiled = CompiledRule(rule, node, any(_needs_names(step) for step in (node, then) if step), then)
+            compiled = CompiledRule(rule, node, any(_needs_names(step) for step in (node, then) if step), then,
+                                    _required(node) if then is None else ())
             self.rules.append(compiled)
             anchors: set[str] | None = set()
             for step in compiled.steps:
@@ -207,10 +211,12 @@ class RuleIndex:
 
     def candidates_for(self, labels: Iterable[str]) -> list[CompiledRule]:
         """The rules these present facts (FusedFacts.labels) could satisfy, plus the unanchored."""
+        labels = labels if isinstance(labels, (set, frozenset)) else set(labels)
         chosen = set(self.unanchored)
         for label in labels:
             chosen.update(self.by_anchor.get(label, ()))
-        return [self.rules[i] for i in sorted(chosen)]
+        found = (self.rules[i] for i in sorted(chosen))
+        return [rule for rule in found if all(not need.isdisjoint(labels) for need in rule.required)]
 
     def needs_names(self, hits: Iterable[TermHit], entities: Iterable[Entity]) -> bool:
         """Whether a rule that could fire on this text asks for the NE chunker's names."""
@@ -218,6 +224,15 @@ class RuleIndex:
 
     def fired(self, facts: FusedFacts) -> list[CompiledRule]:
         return [rule for rule in self.candidates_for(facts.labels()) if evaluate(rule.node, facts) is True]
+
+
+def matches_everything(rule: Rule) -> bool:
+    """Whether the rule holds on an item with no text and no media at all (`NOT scam`,
+    `sentiment > -1`, `faces < 3`): it would alert on nearly everything, which deserves a warning."""
+    from schemas.findings import Sentiment
+
+    empty = TextFindings("x:0", Sentiment(0.0, 0.0, 1.0, 0.0), flags=("empty",))
+    return holds(parse(rule.condition), FusedFacts.of_text(empty, "x"))
 
 
 def holds(node: Node, facts: FusedFacts) -> bool:
@@ -255,7 +270,7 @@ def _anchors(node: Node) -> set[str] | None:
         return _anchors(node.left)
     if isinstance(node, And):
         anchored = [a for a in map(_anchors, node.items) if a is not None]
-        return min(anchored, key=len) if anchored else None
+        return min(anchored, key=_commonness) if anchored else None
     if isinstance(node, Or):
         branches = [_anchors(item) for item in node.items]
         if any(branch is None for branch in branches):
@@ -282,6 +297,20 @@ def _tracked_names(rule: Rule, node: Node) -> set[tuple[str, str, str]]:
     return tracked
 
 
+def _required(node: Node) -> tuple[frozenset[str], ...]:
+    items = node.items if isinstance(node, And) else (node,)
+    return tuple(frozenset(found) for found in map(_anchors, items) if found is not None)
+
+
+def _commonness(labels: set[str]) -> tuple[int, int]:
+    """Which anchor set of a conjunction to index a rule under: the one likely to be present
+    least often. Without corpus statistics: what the media analysis reports (objects, faces,
+    speech) is common, and short words are commoner than long words and phrases (Zipf)."""
+    media = sum(label.split(":")[0] in _MEDIA_LABELS for label in labels)
+    return media, len(labels) * 100 - min(len(label) for label in labels)
+
+
+_MEDIA_LABELS = frozenset({"object", "scene", "faces", "speech"})
 _SEEN_PREFIX = {"image_match": "image", "audio_match": "clip", "scene": "scene"}
 _MEASURE_LABEL = {"object": "object", "scene": "scene", "faces": "faces", "speech_share": "speech"}
 

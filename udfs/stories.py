@@ -98,6 +98,9 @@ class DictStore:
     def remove(self, key: str) -> None:
         self.data.pop(key, None)
 
+    def items(self) -> list[tuple[str, Any]]:
+        return list(self.data.items())
+
 
 @dataclass(frozen=True)
 class TextSignature:
