@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from jobs.environment import execution_environment
 from schemas.codec import encode
 from schemas.flink_types import json_type, record_type
 from schemas.rule import Rule
+from tests.media_server import serve
 from trackius.settings import SHARED_DATA, Settings
 
 JFK = SHARED_DATA / "audio" / "speech" / "jfk.flac"
@@ -55,7 +57,9 @@ def event(key: str, text: str, **extra: object) -> bytes:
 
 
 def run(events: list[bytes], rules: list[Rule]) -> dict[str, list[dict]]:
-    settings = Settings().replace(batch_size=1, parallelism=1, flink_rest_port=0, refs_store="none")
+    # Bluesky's deadline is shorter than the fetch timeout: a part that hangs is missing at it
+    settings = Settings().replace(batch_size=1, parallelism=1, flink_rest_port=0, refs_store="none",
+                                  fusion_deadlines="bluesky=3000", media_fetch_timeout_ms=8000)
     env = execution_environment(settings)
     event_stream = env.from_collection([e.decode("latin-1") for e in events], json_type()).map(
         DelayFirst(20.0, len(events), tail_seconds=25.0), record_type())
@@ -83,7 +87,12 @@ def _sign(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
+def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list]]:
+    with serve({}, hang=["/slow.jpg"]) as server:
+        yield _results(tmp_path_factory, server)
+
+
+def _results(tmp_path_factory: pytest.TempPathFactory, server: str) -> dict[str, list]:
     sign = _sign(tmp_path_factory.mktemp("media") / "sign.png")
     parts = [{"part_id": "photo", "kind": "image", "uri": (SHARED_DATA / "images/ultralytics/bus.jpg").as_uri()},
              {"part_id": "sign", "kind": "image", "uri": sign.as_uri()},
@@ -95,6 +104,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
         Rule("gone", 2, deleted=True),
         Rule("speech", 1, condition="fellow AND country"),
         Rule("bus-commute", 1, condition='commute AND object("bus") >= 1 AND NOT image_match("no-such-ref")'),
+        Rule("slowpoke", 1, condition='slowpoke AND NOT image_match("no-such-ref")'),
     ]
     events = [
         event("x:1", "I love $DOGE, what a great day"),
@@ -105,6 +115,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list]:
         event("myspace:5", "unknown platform"),
         b"\xff\xfe not utf-8",
         event("x:6", "just a photo of my commute", parts=parts),
+        event("bluesky:9", "slowpoke special", parts=[{"part_id": "slow", "kind": "image", "uri": f"{server}/slow.jpg"}]),
         event("x:8", "listen to this", parts=[{"part_id": "talk", "kind": "audio", "uri": JFK.as_uri()}]),
         event("x:7", "the last event, held back while the media of x:6 are analysed"),
     ]
@@ -115,7 +126,7 @@ def test_matching_events_alert_once_per_rule_and_content(results: dict) -> None:
     """Each (rule, content) fires one alert, with a deterministic id and its evidence."""
     fired = sorted((a["rule_id"], a["content_key"]) for a in results["alert"])
     assert fired == [("bus-commute", "x:6"), ("doge", "x:1"), ("outage", "x:2"), ("outage", "x:6"),
-                     ("speech", "x:8")]
+                     ("slowpoke", "bluesky:9"), ("speech", "x:8")]
     doge = next(a for a in results["alert"] if a["rule_id"] == "doge")
     assert [hit["term"] for hit in doge["evidence"]["hits"]] == ["$doge"]
     assert doge["evidence"]["sentiment"] > 0.3
@@ -141,7 +152,7 @@ def test_every_decoded_event_has_findings(results: dict) -> None:
     for found in results["findings"]:
         by_key.setdefault(found["content_key"], []).append(found)
     by_key = {key: [f for f in found if "kind" not in f and "complete" not in f] for key, found in by_key.items()}
-    assert sorted(by_key) == ["x:1", "x:2", "x:3", "x:6", "x:7", "x:8"] and len(by_key["x:1"]) == 2
+    assert sorted(by_key) == ["bluesky:9", "x:1", "x:2", "x:3", "x:6", "x:7", "x:8"] and len(by_key["x:1"]) == 2
     assert by_key["x:3"][0]["sentiment"]["compound"] < 0
     assert {hit["term"] for hit in by_key["x:2"][0]["hits"]} == {"binance", "withdrawals paused", "down"}
     assert all(found["collected_at"] == 2 and found.get("analysed_at", found.get("fused_at")) > 0
@@ -150,7 +161,8 @@ def test_every_decoded_event_has_findings(results: dict) -> None:
 
 def test_media_parts_get_findings_good_or_bad(results: dict) -> None:
     """Each image part gets final findings: objects for the photo, the reason for the lost one."""
-    media = {f["part_id"]: f for f in results["findings"] if f.get("kind") == "image" and f["status"] != "partial"}
+    media = {f["part_id"]: f for f in results["findings"]
+             if f.get("kind") == "image" and f["status"] != "partial" and f["content_key"] == "x:6"}
     assert set(media) == {"photo", "sign", "lost"}
     assert {"bus", "person"} <= {d["label"] for d in media["photo"]["objects"]}
     assert media["lost"]["status"] == "error" and media["lost"]["failure"]["stage"] == "fetch"
@@ -185,7 +197,7 @@ def test_a_multimodal_rule_fires_once_the_image_decides_it(results: dict) -> Non
 def test_fused_analysis_joins_every_part_of_an_item(results: dict) -> None:
     """One FusedAnalysis per item with media: complete, the failed part named, the rules that hold."""
     fused = {f["content_key"]: f for f in results["findings"] if "complete" in f}
-    assert set(fused) == {"x:6", "x:8"}
+    assert set(fused) == {"x:6", "x:8", "bluesky:9"}
     photo = fused["x:6"]
     assert photo["complete"] and not photo["timed_out"] and photo["failed"] == ["lost"]
     assert {p["part_id"]: p["status"] for p in photo["parts"]} == {"text": "ok", "photo": "ok", "sign": "ok",
@@ -193,6 +205,17 @@ def test_fused_analysis_joins_every_part_of_an_item(results: dict) -> None:
     assert {"outage", "bus-commute"} <= set(photo["fired"])
     assert {t["part_id"] for t in photo["texts"]} >= {"text", "sign.text"}
     assert "speech" in fused["x:8"]["fired"]
+
+
+def test_a_part_that_never_arrives_is_flagged_at_the_deadline(results: dict) -> None:
+    """The image hangs past the fusion deadline: the rule is decided without it (flagged missing),
+    the FusedAnalysis goes out timed out, and again, complete, once the fetch gives up."""
+    (alert,) = [a for a in results["alert"] if a["rule_id"] == "slowpoke"]
+    assert alert["missing"] == ["slow"]
+    fused = [f for f in results["findings"] if f["content_key"] == "bluesky:9" and "complete" in f]
+    assert (fused[0]["complete"], fused[0]["timed_out"], fused[0]["missing"]) == (False, True, ["slow"])
+    assert (fused[-1]["complete"], fused[-1]["timed_out"], fused[-1]["missing"]) == (True, True, [])
+    assert fused[-1]["failed"] == ["slow"] and "slowpoke" in fused[-1]["fired"]
 
 
 def test_store_topology_maps_records_to_upserts() -> None:
