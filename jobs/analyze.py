@@ -41,7 +41,13 @@ from jobs.environment import (
 from schemas.flink_types import json_type, record_type
 from trackius.settings import Settings
 from udfs.fuse_operators import FUSE_RULES_STATE, Fuse, MatchTime, RouteFused, ShapeAlerts, rule_of
-from udfs.media_operators import MEDIA_RULES_STATE, TO_FUSION, AnalyzeMedia, DecodeRefNotices, RouteMedia
+from udfs.media_operators import (
+    MEDIA_RULES_STATE,
+    TO_FUSION,
+    AnalyzeMedia,
+    DecodeRefNotices,
+    RouteMedia,
+)
 from udfs.operators import (
     DEAD_LETTERS,
     FINDINGS,

@@ -18,7 +18,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from schemas.codec import encode
 from schemas.content import ContentEvent, decode_event
 from schemas.errors import RecordError
 from schemas.findings import text_part_of
@@ -92,8 +91,3 @@ def _analyse_media(settings: Settings, index: RuleIndex, core: Any, events: list
             contents[request.content_key].add(PartClosed(*key, tuple(texts.get(key, ()))))
     finally:
         pipeline.close()
-
-
-def fused_lines(contents: dict[str, Content]) -> Iterator[str]:
-    for content in contents.values():
-        yield encode(content.fused(0, with_fired(content)))

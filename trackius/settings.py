@@ -88,7 +88,6 @@ class Settings:
     store_batch_max_wait_ms: int = 200
     # Texts longer than this are analysed truncated and flagged.
     max_text_chars: int = 20_000
-    dedup_ttl_s: int = 24 * 3600
     # Fusion: how long a content item waits for all its parts (processing time) before its rules
     # are decided with the missing parts flagged; per platform as "youtube=120000,twitch=60000".
     fusion_deadline_ms: int = 30_000

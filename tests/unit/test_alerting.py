@@ -13,6 +13,7 @@ from udfs.stories import DictStore
 
 TEXT = "Breaking: the exchange has paused all withdrawals after a security incident tonight"
 MINUTE = 60_000
+NO_EVIDENCE = Evidence()
 
 
 def shaper() -> RuleAlerts:
@@ -20,7 +21,7 @@ def shaper() -> RuleAlerts:
 
 
 def match(rule: Rule, key: str, text: str = TEXT, revision: int = 1, published_at: int = 0, source: str = "s",
-          entities: tuple[str, ...] = (), step: int = 0, evidence: Evidence = Evidence()) -> RuleMatch:
+          entities: tuple[str, ...] = (), step: int = 0, evidence: Evidence = NO_EVIDENCE) -> RuleMatch:
     event = ContentEvent(key, "x", source, f"author-{key}", published_at, published_at + 1, text=text)
     return RuleMatch(rule, event, evidence, revision, 2, 3, 4, entities=entities, step=step)
 

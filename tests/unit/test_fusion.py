@@ -12,7 +12,16 @@ from hypothesis import strategies as st
 from schemas.condition import parse
 from schemas.content import ContentEvent, MediaPart
 from schemas.findings import Entity, Sentiment, TermHit, TextFindings
-from schemas.media import AudioSummary, Detection, KnownClip, KnownImage, MediaFindings, SceneLabel, VideoObject, VideoSummary
+from schemas.media import (
+    AudioSummary,
+    Detection,
+    KnownClip,
+    KnownImage,
+    MediaFindings,
+    SceneLabel,
+    VideoObject,
+    VideoSummary,
+)
 from schemas.pipeline import PartClosed
 from schemas.rule import Rule
 from udfs.fusion import Content, FusedFacts, evaluate, matches, with_fired

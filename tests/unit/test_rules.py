@@ -1,4 +1,5 @@
-"""Unit tests of rule evaluation: the RuleBook, conditions on findings, evidence, alerts, dedup."""
+"""Unit tests of rule evaluation on one text: the RuleBook, conditions on findings, evidence, and
+the alerts the job's path (fusion, then alert shaping) makes of them."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from schemas.content import ContentEvent
 from schemas.findings import Entity, Sentiment, TermHit, TextFindings
 from schemas.pipeline import Analysed
 from schemas.rule import Rule, TrackedEntity
+from udfs.alerting import EXCERPT_CHARS, RuleAlerts
+from udfs.fusion import Content, matches
 from udfs.query import Facts, evidence_hits, holds
-from udfs.rules import EXCERPT_CHARS, RuleBook, alerts_for, is_new
+from udfs.rules import RuleBook
+from udfs.stories import DictStore, story_id_of
 
 
 def findings(*terms: str, compound: float = 0.0, lang: str | None = None,
@@ -39,7 +43,17 @@ def check(condition: str, found: TextFindings, **metadata: str) -> bool:
 def analysed(text: str, found: TextFindings, author: str = "alice") -> Analysed:
     event = ContentEvent("x:1", "x", "timeline", author, 500, 1_000, text=text,
                          url="https://x.com/1")
-    return Analysed(event, found, ingested_at=1_100, analysed_at=1_200)
+    return Analysed(event, dataclasses.replace(found, analysed_at=1_200), ingested_at=1_100, analysed_at=1_200)
+
+
+def alerts_for(item: Analysed, book: RuleBook, alerted_at: int) -> list[Alert]:
+    """The job's path for a text-only item: fusion decides, each rule's alert shaping alerts."""
+    content = Content(item.event.content_key)
+    content.add(item.findings, item.event, item.ingested_at)
+    found = matches(content, book.index.candidates_for(content.facts().labels()), alerted_at)
+    shaped = (RuleAlerts(DictStore(), DictStore(), DictStore(), DictStore(), 60_000).on_match(m, 0, alerted_at)
+              for m in found)
+    return [alert for alerts, _ in shaped for alert in alerts]
 
 
 def fired(book: RuleBook, found: TextFindings, text: str = "text",
@@ -303,6 +317,7 @@ def test_alerts_for_builds_one_alert_per_matching_rule() -> None:
         times=StageTimes(collected_at=1_000, ingested_at=1_100, analysed_at=1_200,
                          alerted_at=1_300),
         routes=("feed", "email"),
+        story_id=story_id_of("x:1"),
     )
 
 
@@ -362,14 +377,3 @@ def test_excerpt_is_capped() -> None:
 def test_no_rules_no_alerts() -> None:
     """An empty book never alerts."""
     assert alerts_for(analysed("doge", findings("doge")), RuleBook(), 1) == []
-
-
-# --- dedup ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("last", "expected"), [(None, True), (1, True), (2, False), (3, False)])
-def test_is_new_only_for_newer_revisions(last: int | None, expected: bool) -> None:
-    """An alert is forwarded if nothing was, or only an older revision was, forwarded before."""
-    book = RuleBook.of([Rule("r", 1, condition="doge")])
-    (alert,) = alerts_for(analysed("doge", findings("doge")), book, 1)
-    assert is_new(dataclasses.replace(alert, revision=2), last) is expected
