@@ -112,7 +112,7 @@ def run(index: RuleIndex, made: list[list]) -> dict:
             key = record.content_key
             content = pickle.loads(state[key]) if key in state else Content(key)
             content.add(record, event, audio_of_video=False) if event else content.add(record)
-            found = matches(content, index.candidates_for(content.facts().labels()), 0)
+            found = matches(content, index, 0)
             if content.expected and content.complete:
                 content.fused(0, with_fired(content))
             state[key] = pickle.dumps(content, protocol=pickle.HIGHEST_PROTOCOL)

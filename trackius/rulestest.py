@@ -57,7 +57,7 @@ def rules_test(settings: Settings, rules_path: Path, events_path: Path, errors: 
         _analyse_media(settings, index, core, events, contents)
     for event in events:
         content = contents[event.content_key]
-        matches(content, index.candidates_for(content.facts(closed_world=True).labels()), 0, closed_world=True)
+        matches(content, index, 0, closed_world=True)
         yield json.dumps({"content_key": event.content_key, "fired": list(with_fired(content))})
 
 

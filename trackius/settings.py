@@ -164,11 +164,22 @@ class Settings:
 
     def fusion_deadline_for(self, platform: str) -> int:
         """The fusion deadline (ms) of a platform's content."""
-        for entry in self.fusion_deadlines.split(","):
+        return self._platform_deadlines.get(platform, self.fusion_deadline_ms)
+
+    @property
+    def longest_fusion_deadline_ms(self) -> int:
+        return max([self.fusion_deadline_ms, *self._platform_deadlines.values()])
+
+    @property
+    def _platform_deadlines(self) -> dict[str, int]:
+        """TRACKIUS_FUSION_DEADLINES: "youtube=180000,twitch=90000"; a malformed entry fails fast."""
+        found = {}
+        for entry in filter(None, (item.strip() for item in self.fusion_deadlines.split(","))):
             name, _, value = entry.partition("=")
-            if name.strip() == platform and value.strip().isdigit():
-                return int(value)
-        return self.fusion_deadline_ms
+            if not value.strip().isdigit():
+                raise SettingsError(f"TRACKIUS_FUSION_DEADLINES: {entry!r} is not platform=milliseconds")
+            found[name.strip()] = int(value)
+        return found
 
     @property
     def sound_of_video(self) -> bool:

@@ -58,9 +58,7 @@ class Fuse(KeyedBroadcastProcessFunction):
         descriptor.enable_time_to_live(ttl(self.settings.fusion_ttl_s))
         self.state = runtime_context.get_state(descriptor)
         self.book: RuleBook | None = None
-        self.undeclared_wait_ms = max(
-            [self.settings.fusion_deadline_ms]
-            + [int(v) for _, _, v in (e.partition("=") for e in self.settings.fusion_deadlines.split(",")) if v.isdigit()])
+        self.undeclared_wait_ms = self.settings.longest_fusion_deadline_ms
         metrics = runtime_context.get_metrics_group()
         self.matched = metrics.counter("rule_matches")
         self.timed_out = metrics.counter("fusion_timed_out")
@@ -120,9 +118,7 @@ class Fuse(KeyedBroadcastProcessFunction):
 
     def _decide(self, content: Content, ctx: Any, now: int) -> Iterator[Any]:
         if content.declared:
-            index = self._rules(ctx).index
-            candidates = index.candidates_for(content.facts().labels())
-            for match in matches(content, candidates, now):
+            for match in matches(content, self._rules(ctx).index, now):
                 self.matched.inc()
                 yield match
             if content.expected and (content.complete or content.timed_out):

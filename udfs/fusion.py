@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from schemas.alert import Evidence
@@ -502,15 +503,15 @@ def evidence_for(node: Node, facts: FusedFacts) -> Evidence:
     )
 
 
-def matches(content: Content, rules: Iterable, now_ms: int, closed_world: bool = False) -> list[RuleMatch]:
-    """The rules that now hold on this item and whose evidence is new or changed since the last
-    match: each becomes a RuleMatch with the next revision. `rules` are the candidate
-    CompiledRules (udfs.query.RuleIndex.candidates)."""
+def matches(content: Content, index: Any, now_ms: int, closed_world: bool = False) -> list[RuleMatch]:
+    """The rules of `index` (a udfs.query.RuleIndex) that now hold on this item and whose
+    evidence is new or changed since the last match: each becomes a RuleMatch with the next
+    revision. Only the index's candidates for the facts present are evaluated."""
     if content.event is None:
         return []
     facts = content.facts(closed_world)
     found: list[RuleMatch] = []
-    for compiled in rules:
+    for compiled in index.candidates_for(facts.labels()):
         for step, node in enumerate(compiled.steps):
             if evaluate(node, facts) is not True:
                 continue

@@ -76,7 +76,7 @@ def truth(condition: str, content: Content, closed_world: bool = False):
 
 def fired(content: Content, *rules: Rule, closed_world: bool = False) -> dict[str, int]:
     index = RuleIndex(rules)
-    found = matches(content, index.candidates_for(content.facts(closed_world).labels()), 100, closed_world)
+    found = matches(content, index, 100, closed_world)
     return {match.rule.rule_id: match.revision for match in found}
 
 
@@ -106,7 +106,7 @@ def test_logo_seen_and_negative_sentiment() -> None:
     assert truth(rule.condition, content) is None
     content.add(image(refs=("acme-logo",)))
     assert truth(rule.condition, content) is True
-    (match,) = matches(content, [RuleIndex([rule]).rules[0]], 50)
+    (match,) = matches(content, RuleIndex([rule]), 50)
     assert match.evidence.images == ("acme-logo",) and match.evidence.sentiment == -0.7
 
 
@@ -204,7 +204,7 @@ def test_at_the_deadline_unknowns_resolve_with_the_missing_parts_flagged() -> No
     content = declared(IMAGE, post=text("text", "bitcoin"))
     assert fired(content, rule) == {}
     content.timed_out = True
-    (match,) = matches(content, RuleIndex([rule]).rules, 100)
+    (match,) = matches(content, RuleIndex([rule]), 100)
     assert match.missing == ("img",)
     fused = content.fused(200, with_fired(content))
     assert (fused.complete, fused.timed_out, fused.missing) == (False, True, ("img",))
@@ -232,7 +232,7 @@ def test_findings_before_the_declaration_wait_for_it() -> None:
     content = Content("x:1")
     content.add(image(refs=("acme-logo",)))
     assert not content.declared and content.pending() == ("text",)
-    assert matches(content, RuleIndex([Rule("r", 1, condition='image_match("acme-logo")')]).rules, 1) == []
+    assert matches(content, RuleIndex([Rule("r", 1, condition='image_match("acme-logo")')]), 1) == []
     content.add(text(), event(IMAGE), ingested_at=1)
     content.add(PartClosed("x:1", "img"))
     assert fired(content, Rule("r", 1, condition='image_match("acme-logo")')) == {"r": 1}
@@ -277,7 +277,7 @@ def test_outcomes_do_not_depend_on_the_arrival_order(order: list[int]) -> None:
         else:
             content.add(records[i])
         if content.declared:
-            for match in matches(content, index.candidates_for(content.facts().labels()), 1):
+            for match in matches(content, index, 1):
                 last[match.rule.rule_id] = match.evidence
     assert content.complete
     assert sorted(last) == ["crowd", "heard", "logo", "not-term", "speech", "term"]
@@ -285,7 +285,7 @@ def test_outcomes_do_not_depend_on_the_arrival_order(order: list[int]) -> None:
     reference.add(text("text", compound=-0.6), event(IMAGE, AUDIO), ingested_at=1, audio_of_video=False)
     for record in records:
         reference.add(record)
-    final = {m.rule.rule_id: m.evidence for m in matches(reference, index.rules, 1)}
+    final = {m.rule.rule_id: m.evidence for m in matches(reference, index, 1)}
     assert last == final
 
 

@@ -50,7 +50,7 @@ def alerts_for(item: Analysed, book: RuleBook, alerted_at: int) -> list[Alert]:
     """The job's path for a text-only item: fusion decides, each rule's alert shaping alerts."""
     content = Content(item.event.content_key)
     content.add(item.findings, item.event, item.ingested_at)
-    found = matches(content, book.index.candidates_for(content.facts().labels()), alerted_at)
+    found = matches(content, book.index, alerted_at)
     shaped = (RuleAlerts(DictStore(), DictStore(), DictStore(), DictStore(), 60_000).on_match(m, 0, alerted_at)
               for m in found)
     return [alert for alerts, _ in shaped for alert in alerts]

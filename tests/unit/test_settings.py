@@ -112,3 +112,12 @@ def test_match_thresholds_are_the_index_defaults_and_parse_as_numbers() -> None:
 
     assert (Settings().image_match_max_hash_bits, Settings().image_match_min_cosine) == (HASH_MAX, EMBEDDING_MIN)
     assert Settings.from_env({"TRACKIUS_IMAGE_MATCH_MIN_COSINE": "0.84"}).image_match_min_cosine == 0.84
+
+
+def test_fusion_deadlines_per_platform() -> None:
+    settings = Settings.from_env({"TRACKIUS_FUSION_DEADLINE_MS": "1000",
+                                  "TRACKIUS_FUSION_DEADLINES": "youtube=5000, twitch=3000"})
+    assert (settings.fusion_deadline_for("youtube"), settings.fusion_deadline_for("x")) == (5000, 1000)
+    assert settings.longest_fusion_deadline_ms == 5000
+    with pytest.raises(SettingsError, match="'youtube=soon' is not platform=milliseconds"):
+        Settings(fusion_deadlines="youtube=soon").fusion_deadline_for("x")
