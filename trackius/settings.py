@@ -92,8 +92,10 @@ class Settings:
     # are decided with the missing parts flagged; per platform as "youtube=120000,twitch=60000".
     fusion_deadline_ms: int = 30_000
     fusion_deadlines: str = "youtube=180000,twitch=90000,tiktok=90000"
-    # How long fusion keeps an item after its first record (late parts still revise its alerts).
+    # How long fusion keeps an incomplete item after its first record (late parts still revise
+    # its alerts), and a complete one after its last part (duplicates within it change nothing).
     fusion_ttl_s: int = 3600
+    fusion_linger_ms: int = 10_000
     # Windowed rules run on event time (published_at): how far out of order matches may arrive,
     # and after how long without matches a fusion subtask stops holding the watermark back.
     watermark_out_of_order_ms: int = 2000

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.alert import Alert, Evidence, StageTimes, WindowStats, alert_id_for
+from schemas.codec import encode
 from schemas.pipeline import RuleMatch
 from schemas.rule import Rule
 from schemas.window import WindowSpec
@@ -53,7 +54,15 @@ class RuleAlerts:
         self.windows = windows
 
     def on_match(self, match: RuleMatch, watermark_ms: int, now_ms: int) -> tuple[list[Alert], int]:
-        """Alerts this match makes, and how many of its window hits came too late to count."""
+        """Alerts this match makes, and how many of its window hits came too late to count.
+        A match repeating what this rule already saw of the item (a duplicate event, a replay
+        after fusion forgot the item) makes none."""
+        seen_key = f"c:{match.event.content_key}#{match.step}"
+        evidence = encode((match.evidence, match.missing))
+        seen = self.alerts.get(seen_key)
+        if seen == evidence or (seen is not None and match.rule.window is not None):
+            return [], 0  # a window counts each item once
+        self.alerts.put(seen_key, evidence)
         if match.rule.window is not None:
             return self._count(match, watermark_ms, now_ms)
         return [self._story_alert(match, now_ms)], 0
@@ -102,8 +111,6 @@ class RuleAlerts:
 
     def _count(self, match: RuleMatch, watermark_ms: int, now_ms: int) -> tuple[list[Alert], int]:
         rule, event, spec = match.rule, match.event, match.rule.window
-        if match.revision > 1:  # new evidence for an item already counted: not a new match
-            return [], 0
         alerts, late = [], 0
         groups = group_values(spec.group_by, platform=event.platform, source=event.source,
                               author=event.author, entities=match.entities)

@@ -87,6 +87,9 @@ class Fuse(KeyedBroadcastProcessFunction):
         content: Content | None = self.state.value()
         if content is None:
             return
+        if content.forget_at and timestamp >= content.forget_at:
+            self.state.clear()
+            return
         if not content.declared:
             self.unknown.inc()
             self.state.clear()
@@ -127,6 +130,11 @@ class Fuse(KeyedBroadcastProcessFunction):
                 if digest != content.reported:
                     content.reported = digest
                     yield fused
+            if content.complete and not content.forget_at:
+                # Nothing more can come: keep it a moment for duplicates, then free the key.
+                # A duplicate after that is decided again, and ShapeAlerts drops repeated evidence.
+                content.forget_at = now + self.settings.fusion_linger_ms
+                ctx.timer_service().register_processing_time_timer(content.forget_at)
         self.state.update(content)
 
 

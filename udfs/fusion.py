@@ -83,6 +83,7 @@ class Content:
     fired: dict[str, tuple[int, str]] = field(default_factory=dict)  # rule_id -> (revision, evidence)
     deadline_at: int = 0  # processing time (epoch ms) when unknowns resolve with parts missing
     timed_out: bool = False  # the deadline passed before every part was in
+    forget_at: int = 0  # processing time when a complete item leaves state
     reported: str = ""  # digest of the last FusedAnalysis sent
 
     def add(self, record: TextFindings | MediaFindings | PartClosed, event: ContentEvent | None = None,

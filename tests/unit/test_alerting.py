@@ -87,3 +87,16 @@ def test_a_changed_window_restarts_its_counts() -> None:
     assert alerts.on_rule(Rule("burst", 2, condition="x", window=WindowSpec(kind="threshold", size="1h", threshold=1)))
     assert alerts.windows.items() == []
     assert alerts.on_rule(Rule("burst", 3, deleted=True)) is False  # nothing left to drop
+
+
+def test_a_repeated_match_makes_no_alert_and_a_window_counts_an_item_once() -> None:
+    """A duplicate event (or one decided again after fusion forgot it) repeats its evidence."""
+    rule, alerts = Rule("outage", 1, condition="withdrawals"), shaper()
+    assert len(alerts.on_match(match(rule, "x:1"), 0, 10)[0]) == 1
+    assert alerts.on_match(match(rule, "x:1"), 0, 11) == ([], 0)
+    spec = WindowSpec(kind="threshold", size="5m", threshold=1)
+    windowed, alerts = Rule("burst", 1, condition="x", window=spec), shaper()  # one shaper per rule
+    alerts.on_match(match(windowed, "x:1"), 0, 10)
+    assert alerts.on_match(match(windowed, "x:1", revision=2, evidence=Evidence(faces=1)), 0, 10) == ([], 0)
+    (alert,), _ = alerts.on_match(match(windowed, "x:2"), 0, 10)
+    assert alert.window.count == 2
