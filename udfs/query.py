@@ -43,7 +43,7 @@ from schemas.condition import (
 from schemas.findings import Entity, TermHit, TextFindings
 from schemas.rule import Rule
 from schemas.textnorm import SIGILS, WORD, Folded
-from udfs.fusion import FusedFacts, entity_anchor, evaluate
+from udfs.evaluate import FusedFacts, entity_anchor, evaluate
 
 _NOT_BEFORE_A_TAG = set("/.:&=?#@$-_")
 _SIGIL_TYPES = {"$": "ticker", "@": "account"}  # a rule's $term or @term is a tracked name

@@ -24,7 +24,8 @@ from schemas.media import (
 )
 from schemas.pipeline import PartClosed
 from schemas.rule import Rule
-from udfs.fusion import Content, FusedFacts, evaluate, matches, with_fired
+from udfs.evaluate import FusedFacts, evaluate
+from udfs.fusion import Content, matches, with_fired
 from udfs.query import RuleIndex
 
 NOON = int(datetime(2026, 11, 26, 12, 30, tzinfo=UTC).timestamp() * 1000)
