@@ -2,13 +2,13 @@
 
   content.events.v1 (raw bytes) -> DecodeEvents -> Ingested; dead letters and media events aside
   text:   key_by(shard) -> AnalyzeText (+ rules broadcast): micro-batched text analysis
-          (udfs/text.py) -> Analysed (event + text findings)
+          (udfs/text.py) -> Analysed (event + text findings), RuleAck
   media:  key_by(shard) -> AnalyzeMedia (+ rules and refs broadcast): fetch, decode, models and
           known references on the operator's own threads -> MediaFindings (partial, final) and
           PartClosed; text read or heard in media goes back into AnalyzeText's input
   fusion: key_by(content_key) -> Fuse (+ rules broadcast): every part's findings joined, rules
           evaluated with three-valued logic on each partial result, a deadline per item
-          -> RuleMatch; FusedAnalysis -> findings.v1
+          -> RuleMatch; text findings and FusedAnalysis -> findings.v1
   alerts: watermarks (event time = published_at) -> key_by(rule_id) -> ShapeAlerts: stories,
           revisions, windowed patterns -> Alert -> alerts.v1
 Every operator that holds rules acknowledges each version on rules.acks.v1. Cassandra is written
@@ -57,7 +57,6 @@ from udfs.operators import (
     AnalyzeText,
     DecodeEvents,
     DecodeRules,
-    RouteText,
 )
 
 
@@ -79,22 +78,21 @@ def topology(events: Any, rules: Any, settings: Settings, refs: Any = None) -> O
     # -> Rule, broadcast to AnalyzeText, AnalyzeMedia and Fuse
     media = _media(ingested.get_side_output(MEDIA_EVENTS), decoded_rules, refs, settings)
     # -> Ingested (text read or heard in media); MediaFindings and PartClosed for fusion aside
-    analysed = named(
+    text = named(
         ingested.union(media.routed).key_by(lambda item: shard_of(item.event.content_key, shards), Types.INT())
         .connect(decoded_rules.broadcast(RULES_STATE))
         .process(AnalyzeText(settings), record_type()),
         "AnalyzeText",
     )
-    text = named(analysed.process(RouteText(), record_type()), "RouteText")
-    # -> Analysed; TextFindings and RuleAck JSON on the side
+    # -> Analysed | RuleAck, both to Fuse: a router of its own here would cost every event a hop
     fused = named(
-        text.union(media.routed.get_side_output(TO_FUSION)).key_by(_content_key, Types.STRING())
+        text.union(media.routed.get_side_output(TO_FUSION)).key_by(fusion_key, Types.STRING())
         .connect(decoded_rules.broadcast(FUSE_RULES_STATE))
         .process(Fuse(settings), record_type()),
         "Fuse",
     )
     routed = named(fused.process(RouteFused(), record_type()), "RouteFused")
-    # -> RuleMatch and Rule; FusedAnalysis and RuleAck JSON, DeadLetter on the side
+    # -> RuleMatch and Rule; findings (text, media, fused) and RuleAck JSON, DeadLetter on the side
     alerts = named(
         routed.assign_timestamps_and_watermarks(match_watermarks(settings)).key_by(rule_of, Types.STRING())
         .process(ShapeAlerts(settings), json_type()),
@@ -102,19 +100,20 @@ def topology(events: Any, rules: Any, settings: Settings, refs: Any = None) -> O
     ).disable_chaining()  # fused with a consumer's map, PyFlink would give that operator this uid too
     dead = [ingested.get_side_output(DEAD_LETTERS), decoded_rules.get_side_output(DEAD_LETTERS),
             routed.get_side_output(DEAD_LETTERS), *media.dead]
-    findings = [text, media.routed, routed]
     return Outputs(
         alerts=alerts,
-        findings=findings[0].get_side_output(FINDINGS).union(*(f.get_side_output(FINDINGS) for f in findings[1:])),
+        findings=media.routed.get_side_output(FINDINGS).union(routed.get_side_output(FINDINGS)),
         dead_letters=to_json(dead[0].union(*dead[1:]), "EncodeDeadLetters"),
-        rule_acks=text.get_side_output(RULE_ACKS).union(media.routed.get_side_output(RULE_ACKS),
-                                                        routed.get_side_output(RULE_ACKS)),
+        rule_acks=media.routed.get_side_output(RULE_ACKS).union(routed.get_side_output(RULE_ACKS)),
     )
 
 
-def _content_key(item: Any) -> str:
-    """Analysed carries its event; MediaFindings and PartClosed their content key."""
-    return item.event.content_key if hasattr(item, "event") else item.content_key
+def fusion_key(item: Any) -> str:
+    """Analysed carries its event; MediaFindings and PartClosed their content key; a RuleAck of
+    AnalyzeText only passes through Fuse (keyed apart from any content)."""
+    if hasattr(item, "event"):
+        return item.event.content_key
+    return item.content_key if hasattr(item, "content_key") else f"\x1frule-ack:{item.rule_id}"
 
 
 def match_watermarks(settings: Settings) -> Any:

@@ -1,10 +1,12 @@
 """Thin Flink adapters of fusion (udfs/fusion.py) and alert shaping (udfs/alerting.py).
 
-    Fuse         Analysed | MediaFindings | PartClosed, keyed by content_key (+ rules broadcast)
-                 -> RuleMatch, Rule (changes, for ShapeAlerts), FusedAnalysis, RuleAck, DeadLetter
-                 one Content per key in value state (TTL settings.fusion_ttl_s), a processing-time
-                 deadline per item (settings.fusion_deadline_for(platform))
-    RouteFused   RuleMatch, Rule -> main; FusedAnalysis, RuleAck, DeadLetter -> side outputs
+    Fuse         Analysed | MediaFindings | PartClosed | RuleAck (AnalyzeText's, passed on), keyed
+                 by content_key (+ rules broadcast) -> RuleMatch, Rule (changes, for ShapeAlerts),
+                 TextFindings, FusedAnalysis, RuleAck, DeadLetter
+                 one Content per item with media in value state (TTL settings.fusion_ttl_s), a
+                 processing-time deadline per item (settings.fusion_deadline_for(platform));
+                 a text-only item is decided at once and keeps no state
+    RouteFused   RuleMatch, Rule -> main; findings, RuleAck, DeadLetter -> side outputs
     MatchTime    event time of RuleMatch: published_at (watermarks are assigned after Fuse, so the
                  idle rules broadcast never holds them back)
     ShapeAlerts  RuleMatch | Rule, keyed by rule_id -> Alert JSON (stories, revisions, windows)
@@ -23,13 +25,14 @@ from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from schemas.codec import encode
 from schemas.deadletter import DeadLetter, dead_letter
+from schemas.findings import TEXT_PART, TextFindings
 from schemas.flink_types import record_type
 from schemas.fused import FusedAnalysis
 from schemas.pipeline import Analysed, RuleMatch
 from schemas.rule import Rule, RuleAck
 from trackius.settings import Settings
 from udfs.alerting import RuleAlerts, event_time
-from udfs.fusion import Content, matches, with_fired
+from udfs.fusion import Content, expected_media, matches, with_fired
 from udfs.operators import (
     DEAD_LETTERS,
     FINDINGS,
@@ -59,14 +62,23 @@ class Fuse(KeyedBroadcastProcessFunction):
         self.state = runtime_context.get_state(descriptor)
         self.book: RuleBook | None = None
         self.undeclared_wait_ms = self.settings.longest_fusion_deadline_ms
+        self.sound_of_video = self.settings.sound_of_video
         metrics = runtime_context.get_metrics_group()
         self.matched = metrics.counter("rule_matches")
         self.timed_out = metrics.counter("fusion_timed_out")
         self.unknown = metrics.counter("fusion_unknown_content")
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        if isinstance(value, RuleAck):
+            yield value
+            return
         now = now_ms()
         key = ctx.get_current_key()
+        if isinstance(value, Analysed):
+            yield value.findings
+            if value.findings.part_id == TEXT_PART and not expected_media(value.event, self.sound_of_video):
+                yield from self._text_only(value, ctx, now)
+                return
         content: Content | None = self.state.value()
         timers = ctx.timer_service()
         if content is None:
@@ -75,7 +87,7 @@ class Fuse(KeyedBroadcastProcessFunction):
                 timers.register_processing_time_timer(now + self.undeclared_wait_ms)
         declared = content.declared
         if isinstance(value, Analysed):
-            content.add(value.findings, value.event, value.ingested_at, self.settings.sound_of_video)
+            content.add(value.findings, value.event, value.ingested_at, self.sound_of_video)
         else:
             content.add(value)
         if content.declared and not declared and content.expected:
@@ -119,6 +131,15 @@ class Fuse(KeyedBroadcastProcessFunction):
             self.book = RuleBook.of(rule for _, rule in ctx.get_broadcast_state(FUSE_RULES_STATE).items())
         return self.book
 
+    def _text_only(self, value: Analysed, ctx: Any, now: int) -> Iterator[Any]:
+        """Complete on arrival: decided at once, nothing kept (most items are text only; a
+        duplicate is decided again, and ShapeAlerts drops the repeated evidence)."""
+        content = Content(value.event.content_key)
+        content.add(value.findings, value.event, value.ingested_at, self.sound_of_video)
+        for match in matches(content, self._rules(ctx).index, now):
+            self.matched.inc()
+            yield match
+
     def _decide(self, content: Content, ctx: Any, now: int) -> Iterator[Any]:
         if content.declared:
             for match in matches(content, self._rules(ctx).index, now):
@@ -146,7 +167,7 @@ class RouteFused(ProcessFunction):
     def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
         if isinstance(value, (RuleMatch, Rule)):
             yield value
-        elif isinstance(value, FusedAnalysis):
+        elif isinstance(value, (TextFindings, FusedAnalysis)):
             yield FINDINGS, encode(value)
         elif isinstance(value, RuleAck):
             yield RULE_ACKS, encode(value)

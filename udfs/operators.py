@@ -3,10 +3,9 @@ the errors. Clocks are read here, never in the cores.
 
     DecodeEvents    raw bytes            -> Ingested               | dead letters, media events
     DecodeRules     raw bytes            -> Rule                   | dead letters
-    AnalyzeText     Ingested (by shard)  -> Analysed, RuleAck
+    AnalyzeText     Ingested (by shard)  -> Analysed, RuleAck (both on to Fuse)
                     micro-batched text analysis (udfs/text.py), scanning for the terms of the
                     compiled rule index (+ rules broadcast); rules are evaluated after fusion
-    RouteText       Analysed | RuleAck   -> Analysed (to fusion) | findings JSON, rule ack JSON
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from pyflink.datastream import (
 )
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig
 
-from schemas.codec import encode
 from schemas.content import decode_event
 from schemas.deadletter import dead_letter
 from schemas.errors import RecordError
@@ -116,8 +114,8 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
     for every term of the active rules).
 
     Ingested -> Analysed (the event with its text findings), RuleAck: both on the main output,
-    split by RouteText, because PyFlink 2.2's thread mode drops the side-output tag of records
-    emitted from on_timer (they reach the main output as (tag, value) tuples).
+    to Fuse, which passes the findings and acks on (PyFlink 2.2's thread mode drops the
+    side-output tag of records emitted from on_timer, so they could not be split here).
     """
 
     operator = "analyze-text"
@@ -179,17 +177,6 @@ class AnalyzeText(KeyedBroadcastProcessFunction):
         self.batch.record(len(items), analysed_at - min(item.ingested_at for item in items))
         for item, found in zip(items, findings):
             yield Analysed(item.event, found, item.ingested_at, analysed_at)
-
-
-class RouteText(ProcessFunction):
-    """Analysed -> main (to fusion) and its findings as JSON on a side output; RuleAck -> JSON."""
-
-    def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        if isinstance(value, Analysed):
-            yield value
-            yield FINDINGS, encode(value.findings)
-        else:
-            yield RULE_ACKS, encode(value)
 
 
 def ttl(seconds: int) -> StateTtlConfig:
