@@ -36,7 +36,7 @@ from trackius.settings import Settings
 from udfs.alerting import RuleAlerts
 from udfs.fusion import Content, matches, with_fired
 from udfs.query import RuleIndex, Words
-from udfs.stories import DictStore
+from udfs.stories import DictStore, RotatingStore, StoryIndex
 
 OBJECTS = ("person", "car", "bus", "dog", "bicycle", "bottle", "cell phone", "laptop")
 SCENES = ("seashore", "volcano", "stage", "restaurant", "library", "stadium")
@@ -121,8 +121,8 @@ def run(index: RuleIndex, made: list[list]) -> dict:
                 begun = time.perf_counter()
                 shaper = shapers.get(match.rule.rule_id)
                 if shaper is None:
-                    shaper = shapers[match.rule.rule_id] = RuleAlerts(DictStore(), DictStore(), DictStore(),
-                                                                      DictStore(), 86_400_000)
+                    index = StoryIndex(RotatingStore(86_400_000), RotatingStore(86_400_000), 86_400_000)
+                    shaper = shapers[match.rule.rule_id] = RuleAlerts(index, DictStore(), DictStore())
                 shaper.on_match(match, 0, 0)
                 per_match.append((time.perf_counter() - begun) * 1e6)
             matched += len(found)

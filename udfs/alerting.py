@@ -45,11 +45,12 @@ class GroupWindow:
 
 
 class RuleAlerts:
-    """The alerts of one rule. `alerts` maps a story or window key to its Slot; `windows` maps a
-    group to its GroupWindow (and must offer items())."""
+    """The alerts of one rule. `index` is the rule's story index; `alerts` maps a story or window
+    key to its Slot, and an item to the evidence last seen of it; `windows` maps a group to its
+    GroupWindow (and must offer items())."""
 
-    def __init__(self, stories: Store, buckets: Store, alerts: Store, windows: Any, story_ttl_ms: int) -> None:
-        self.index = StoryIndex(stories, buckets, story_ttl_ms)
+    def __init__(self, index: StoryIndex, alerts: Store, windows: Any) -> None:
+        self.index = index
         self.alerts = alerts
         self.windows = windows
 

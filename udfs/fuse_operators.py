@@ -44,6 +44,7 @@ from udfs.operators import (
     ttl,
 )
 from udfs.rules import RuleBook
+from udfs.stories import RotatingStore, StoryIndex
 
 FUSE_RULES_STATE = MapStateDescriptor("fuse-rules", Types.STRING(), record_type())
 
@@ -194,37 +195,50 @@ class ShapeAlerts(KeyedProcessFunction):
 
     def open(self, runtime_context: Any) -> None:
         share_the_interpreter_fairly()
-        expiry = ttl(self.settings.story_ttl_s)
-        stores = []
-        for name in ("stories", "story-buckets", "alert-revisions", "windows"):
-            descriptor = MapStateDescriptor(name, Types.STRING(), record_type())
-            if name != "windows":  # windows forget by themselves; a spike baseline must outlive a day
-                descriptor.enable_time_to_live(expiry)
-            stores.append(runtime_context.get_map_state(descriptor))
-        self.alerts = RuleAlerts(*stores, story_ttl_ms=self.settings.story_ttl_s * 1000)
+        revisions = MapStateDescriptor("alert-revisions", Types.STRING(), record_type())
+        revisions.enable_time_to_live(ttl(self.settings.story_ttl_s))
+        self.revisions = runtime_context.get_map_state(revisions)
+        # windows forget by themselves; a spike's baseline must outlive any TTL
+        self.windows = runtime_context.get_map_state(MapStateDescriptor("windows", Types.STRING(), record_type()))
+        self.stories: dict[str, StoryIndex] = {}  # per rule, in memory (see RotatingStore)
         metrics = runtime_context.get_metrics_group()
         self.alerts_out = metrics.counter("alerts_out")
         self.late = metrics.counter("late_window_matches")
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        now = now_ms()
+        alerts = self._rule(ctx.get_current_key(), now)
         if isinstance(value, Rule):
-            self.alerts.on_rule(value)
+            alerts.on_rule(value)
             return
-        watermark = ctx.timer_service().current_watermark()
-        alerts, late = self.alerts.on_match(value, watermark, now_ms())
+        found, late = alerts.on_match(value, ctx.timer_service().current_watermark(), now)
         self.late.inc(late)
-        self._arm(ctx)
-        for alert in alerts:
+        if value.rule.window is not None:
+            self._arm(alerts, ctx)
+        for alert in found:
             self.alerts_out.inc()
             yield encode(alert)
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
-        for alert in self.alerts.on_watermark(ctx.timer_service().current_watermark(), now_ms()):
+        now = now_ms()
+        alerts = self._rule(ctx.get_current_key(), now)
+        for alert in alerts.on_watermark(ctx.timer_service().current_watermark(), now):
             self.alerts_out.inc()
             yield encode(alert)
-        self._arm(ctx)
+        self._arm(alerts, ctx)
 
-    def _arm(self, ctx: Any) -> None:
-        due = self.alerts.next_timer()
+    def _rule(self, rule_id: str, now: int) -> RuleAlerts:
+        """The rule's alerts: revisions and windows in keyed state, its stories in memory. After a
+        restart the stories start empty: a repost of an older story then opens a new one."""
+        index = self.stories.get(rule_id)
+        if index is None:
+            period = self.settings.story_ttl_s * 1000
+            index = self.stories[rule_id] = StoryIndex(RotatingStore(period), RotatingStore(period), period)
+        for store in (index.stories, index.buckets):
+            store.rotate(now)
+        return RuleAlerts(index, self.revisions, self.windows)
+
+    def _arm(self, alerts: RuleAlerts, ctx: Any) -> None:
+        due = alerts.next_timer()
         if due is not None:
             ctx.timer_service().register_event_time_timer(due)

@@ -9,7 +9,7 @@ from schemas.pipeline import RuleMatch
 from schemas.rule import Rule
 from schemas.window import WindowSpec
 from udfs.alerting import RuleAlerts
-from udfs.stories import DictStore
+from udfs.stories import DictStore, StoryIndex
 
 TEXT = "Breaking: the exchange has paused all withdrawals after a security incident tonight"
 MINUTE = 60_000
@@ -17,7 +17,7 @@ NO_EVIDENCE = Evidence()
 
 
 def shaper() -> RuleAlerts:
-    return RuleAlerts(DictStore(), DictStore(), DictStore(), DictStore(), story_ttl_ms=3_600_000)
+    return RuleAlerts(StoryIndex(DictStore(), DictStore(), 3_600_000), DictStore(), DictStore())
 
 
 def match(rule: Rule, key: str, text: str = TEXT, revision: int = 1, published_at: int = 0, source: str = "s",

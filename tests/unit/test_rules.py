@@ -19,7 +19,7 @@ from udfs.alerting import EXCERPT_CHARS, RuleAlerts
 from udfs.fusion import Content, matches
 from udfs.query import Facts, evidence_hits, holds
 from udfs.rules import RuleBook
-from udfs.stories import DictStore, story_id_of
+from udfs.stories import DictStore, StoryIndex, story_id_of
 
 
 def findings(*terms: str, compound: float = 0.0, lang: str | None = None,
@@ -51,7 +51,7 @@ def alerts_for(item: Analysed, book: RuleBook, alerted_at: int) -> list[Alert]:
     content = Content(item.event.content_key)
     content.add(item.findings, item.event, item.ingested_at)
     found = matches(content, book.index, alerted_at)
-    shaped = (RuleAlerts(DictStore(), DictStore(), DictStore(), DictStore(), 60_000).on_match(m, 0, alerted_at)
+    shaped = (RuleAlerts(StoryIndex(DictStore(), DictStore(), 60_000), DictStore(), DictStore()).on_match(m, 0, alerted_at)
               for m in found)
     return [alert for alerts, _ in shaped for alert in alerts]
 

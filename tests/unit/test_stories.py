@@ -269,3 +269,18 @@ def test_edited_reposts_of_real_tweets_cluster_by_tweet() -> None:
     scores = cluster(repost_set(distinct(tweets(data_dir), 300), reposts=4))
     assert scores["clustered"] == scores["posts"]
     assert scores["precision"] >= 0.95 and scores["recall"] >= 0.95, scores
+
+
+def test_rotating_store_forgets_what_is_not_used_within_two_periods() -> None:
+    from udfs.stories import RotatingStore
+
+    store = RotatingStore(period_ms=100)
+    store.rotate(0)
+    store.put("kept", 1)
+    store.put("dropped", 2)
+    store.rotate(100)
+    assert store.get("kept") == 1  # read from the older generation: moved into the newer
+    store.rotate(200)
+    assert store.get("kept") == 1 and store.get("dropped") is None and len(store) == 1
+    store.remove("kept")
+    assert store.get("kept") is None
