@@ -121,8 +121,8 @@ def run(index: RuleIndex, made: list[list]) -> dict:
                 begun = time.perf_counter()
                 shaper = shapers.get(match.rule.rule_id)
                 if shaper is None:
-                    index = StoryIndex(RotatingStore(86_400_000), RotatingStore(86_400_000), 86_400_000)
-                    shaper = shapers[match.rule.rule_id] = RuleAlerts(index, DictStore(), DictStore())
+                    stories = StoryIndex(RotatingStore(86_400_000), RotatingStore(86_400_000), 86_400_000)
+                    shaper = shapers[match.rule.rule_id] = RuleAlerts(stories, DictStore(), DictStore())
                 shaper.on_match(match, 0, 0)
                 per_match.append((time.perf_counter() - begun) * 1e6)
             matched += len(found)
