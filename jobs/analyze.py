@@ -8,7 +8,8 @@
           PartClosed; text read or heard in media goes back into AnalyzeText's input
   fusion: key_by(content_key) -> Fuse (+ rules broadcast): every part's findings joined, rules
           evaluated with three-valued logic on each partial result, a deadline per item
-          -> RuleMatch; text findings and FusedAnalysis -> findings.v1
+          -> RuleMatch; text findings and FusedAnalysis -> findings.v1 (what its timers emit is
+          routed on by ShapeAlerts: thread mode drops side-output tags of timer emissions)
   alerts: watermarks (event time = published_at) -> key_by(rule_id) -> ShapeAlerts: stories,
           revisions, windowed patterns -> Alert -> alerts.v1
 Every operator that holds rules acknowledges each version on rules.acks.v1. Cassandra is written
@@ -40,7 +41,7 @@ from jobs.environment import (
 )
 from schemas.flink_types import json_type, record_type
 from trackius.settings import Settings
-from udfs.fuse_operators import FUSE_RULES_STATE, Fuse, MatchTime, RouteFused, ShapeAlerts, rule_of
+from udfs.fuse_operators import FUSE_RULES_STATE, Fuse, MatchTime, ShapeAlerts, rule_of
 from udfs.media_operators import (
     MEDIA_RULES_STATE,
     TO_FUSION,
@@ -91,20 +92,21 @@ def topology(events: Any, rules: Any, settings: Settings, refs: Any = None) -> O
         .process(Fuse(settings), record_type()),
         "Fuse",
     )
-    routed = named(fused.process(RouteFused(), record_type()), "RouteFused")
-    # -> RuleMatch and Rule; findings (text, media, fused) and RuleAck JSON, DeadLetter on the side
+    # -> RuleMatch, Rule; findings and ack JSON aside; what its timers emit passes on to ShapeAlerts
     alerts = named(
-        routed.assign_timestamps_and_watermarks(match_watermarks(settings)).key_by(rule_of, Types.STRING())
+        fused.assign_timestamps_and_watermarks(match_watermarks(settings)).key_by(rule_of, Types.STRING())
         .process(ShapeAlerts(settings), json_type()),
         "ShapeAlerts",
     ).disable_chaining()  # fused with a consumer's map, PyFlink would give that operator this uid too
     dead = [ingested.get_side_output(DEAD_LETTERS), decoded_rules.get_side_output(DEAD_LETTERS),
-            routed.get_side_output(DEAD_LETTERS), *media.dead]
+            alerts.get_side_output(DEAD_LETTERS), *media.dead]
     return Outputs(
         alerts=alerts,
-        findings=media.routed.get_side_output(FINDINGS).union(routed.get_side_output(FINDINGS)),
+        findings=media.routed.get_side_output(FINDINGS).union(fused.get_side_output(FINDINGS),
+                                                              alerts.get_side_output(FINDINGS)),
         dead_letters=to_json(dead[0].union(*dead[1:]), "EncodeDeadLetters"),
-        rule_acks=media.routed.get_side_output(RULE_ACKS).union(routed.get_side_output(RULE_ACKS)),
+        rule_acks=media.routed.get_side_output(RULE_ACKS).union(fused.get_side_output(RULE_ACKS),
+                                                                alerts.get_side_output(RULE_ACKS)),
     )
 
 

@@ -1,15 +1,16 @@
 """Thin Flink adapters of fusion (udfs/fusion.py) and alert shaping (udfs/alerting.py).
 
     Fuse         Analysed | MediaFindings | PartClosed | RuleAck (AnalyzeText's, passed on), keyed
-                 by content_key (+ rules broadcast) -> RuleMatch, Rule (changes, for ShapeAlerts),
-                 TextFindings, FusedAnalysis, RuleAck, DeadLetter
+                 by content_key (+ rules broadcast) -> RuleMatch, Rule (changes, for ShapeAlerts);
+                 findings and ack JSON on side outputs; from timers and the broadcast side all on
+                 the main output (FusedAnalysis, RuleAck, DeadLetter), routed on by ShapeAlerts
                  one Content per item with media in value state (TTL settings.fusion_ttl_s), a
                  processing-time deadline per item (settings.fusion_deadline_for(platform));
                  a text-only item is decided at once and keeps no state
-    RouteFused   RuleMatch, Rule -> main; findings, RuleAck, DeadLetter -> side outputs
     MatchTime    event time of RuleMatch: published_at (watermarks are assigned after Fuse, so the
                  idle rules broadcast never holds them back)
-    ShapeAlerts  RuleMatch | Rule, keyed by rule_id -> Alert JSON (stories, revisions, windows)
+    ShapeAlerts  RuleMatch | Rule, keyed by rule_id -> Alert JSON (stories, revisions, windows);
+                 FusedAnalysis, RuleAck, DeadLetter from Fuse -> side outputs
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import Any
 
 from pyflink.common import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
-from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction, ProcessFunction
+from pyflink.datastream import KeyedBroadcastProcessFunction, KeyedProcessFunction
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from schemas.codec import encode
 from schemas.deadletter import DeadLetter, dead_letter
-from schemas.findings import TEXT_PART, TextFindings
+from schemas.findings import TEXT_PART
 from schemas.flink_types import record_type
 from schemas.fused import FusedAnalysis
 from schemas.pipeline import Analysed, RuleMatch
@@ -71,12 +72,12 @@ class Fuse(KeyedBroadcastProcessFunction):
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
         if isinstance(value, RuleAck):
-            yield value
+            yield RULE_ACKS, encode(value)
             return
         now = now_ms()
         key = ctx.get_current_key()
         if isinstance(value, Analysed):
-            yield value.findings
+            yield FINDINGS, encode(value.findings)
             if value.findings.part_id == TEXT_PART and not expected_media(value.event, self.sound_of_video):
                 yield from self._text_only(value, ctx, now)
                 return
@@ -94,9 +95,12 @@ class Fuse(KeyedBroadcastProcessFunction):
         if content.declared and not declared and content.expected:
             content.deadline_at = now + self.settings.fusion_deadline_for(content.event.platform)
             timers.register_processing_time_timer(content.deadline_at)
-        yield from self._decide(content, ctx, now)
+        for record in self._decide(content, ctx, now):
+            yield (FINDINGS, encode(record)) if isinstance(record, FusedAnalysis) else record
 
     def on_timer(self, timestamp: int, ctx: Any) -> Iterator[Any]:
+        """Deadlines, forgetting, undeclared keys. What it emits all goes to the main output
+        (thread mode drops side-output tags here), and ShapeAlerts routes it on."""
         content: Content | None = self.state.value()
         if content is None:
             return
@@ -118,13 +122,15 @@ class Fuse(KeyedBroadcastProcessFunction):
         yield from self._decide(content, ctx, now_ms())
 
     def process_broadcast_element(self, value: Rule, ctx: Any) -> Iterator[Any]:
+        """The rule and its ack go on to ShapeAlerts (which restarts the rule's windows when they
+        changed, and routes the ack)."""
         state = ctx.get_broadcast_state(FUSE_RULES_STATE)
         current = state.get(value.rule_id)
         if current is None or current.version <= value.version:
             state.put(value.rule_id, value)
             if self.book is not None:
                 self.book.apply(value)
-            yield value  # on to ShapeAlerts, which restarts the rule's windows when they changed
+            yield value
         yield RuleAck(value.rule_id, value.version, self.operator, self.subtask, self.subtasks, RULE_HOLDERS)
 
     def _rules(self, ctx: Any) -> RuleBook:
@@ -160,35 +166,28 @@ class Fuse(KeyedBroadcastProcessFunction):
         self.state.update(content)
 
 
-class RouteFused(ProcessFunction):
-    """RuleMatch and Rule -> main (to ShapeAlerts); FusedAnalysis, RuleAck -> JSON and DeadLetter
-    on side outputs. A process function of its own because records emitted from on_timer lose
-    their side-output tag in PyFlink 2.2's thread mode."""
-
-    def process_element(self, value: Any, ctx: ProcessFunction.Context) -> Iterator[Any]:
-        if isinstance(value, (RuleMatch, Rule)):
-            yield value
-        elif isinstance(value, (TextFindings, FusedAnalysis)):
-            yield FINDINGS, encode(value)
-        elif isinstance(value, RuleAck):
-            yield RULE_ACKS, encode(value)
-        elif isinstance(value, DeadLetter):
-            yield DEAD_LETTERS, value
-
-
 class MatchTime(TimestampAssigner):
     def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
         return event_time(value) if isinstance(value, RuleMatch) else 0
 
 
-def rule_of(value: RuleMatch | Rule) -> str:
-    return value.rule.rule_id if isinstance(value, RuleMatch) else value.rule_id
+def rule_of(value: Any) -> str:
+    """ShapeAlerts' key: the rule of a match or a rule change; what only passes through (from
+    Fuse's timers and broadcast side) is keyed apart from every rule."""
+    if isinstance(value, RuleMatch):
+        return value.rule.rule_id
+    return value.rule_id if isinstance(value, Rule) else PASSING_THROUGH
+
+
+PASSING_THROUGH = "\x1fpassing-through"
 
 
 class ShapeAlerts(KeyedProcessFunction):
     """Keyed by rule id: stories, alert revisions and windows of one rule (udfs/alerting.py).
-    Emits the alerts as JSON: a separate encoding step chained after it would get its uid twice
-    in PyFlink's operator fusion."""
+    Emits the alerts as JSON (a separate encoding step chained after it would get its uid twice
+    in PyFlink's operator fusion), and routes what Fuse emitted from its timers and broadcast
+    side (FusedAnalysis, RuleAck, DeadLetter) to side outputs: a router of its own between them
+    would cost every event a hop."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -206,6 +205,15 @@ class ShapeAlerts(KeyedProcessFunction):
         self.late = metrics.counter("late_window_matches")
 
     def process_element(self, value: Any, ctx: Any) -> Iterator[Any]:
+        if isinstance(value, FusedAnalysis):
+            yield FINDINGS, encode(value)
+            return
+        if isinstance(value, RuleAck):
+            yield RULE_ACKS, encode(value)
+            return
+        if isinstance(value, DeadLetter):
+            yield DEAD_LETTERS, value
+            return
         now = now_ms()
         alerts = self._rule(ctx.get_current_key(), now)
         if isinstance(value, Rule):
