@@ -36,7 +36,6 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import soundfile
@@ -47,6 +46,7 @@ from bench.media_latency import _no_nan
 from bench.report import emit, host, percentiles
 from schemas.rule import Rule
 from services.feed_client import feed_url, follow
+from tests.media_server import serve
 from trackius import jobctl, rules_client, stack
 from trackius.demo import feed_position, start_fanout
 from trackius.settings import REPO_ROOT, Settings
@@ -80,30 +80,6 @@ def flac_excerpt(path: Path, seconds: float) -> bytes:
     out = io.BytesIO()
     soundfile.write(out, samples, rate, format="FLAC", subtype="PCM_16")
     return out.getvalue()
-
-
-def serve_media(routes: dict[str, tuple[str, bytes]]) -> ThreadingHTTPServer:
-    """/<name>?<anything> answers routes[name] (Content-Type, body); anything else is a 404."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            found = routes.get(self.path.split("?", 1)[0].lstrip("/"))
-            if found is None:
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", found[0])
-            self.send_header("Content-Length", str(len(found[1])))
-            self.end_headers()
-            self.wfile.write(found[1])
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="media-server", daemon=True).start()
-    return server
 
 
 # --- the load (a subprocess, so its work does not share this process's GIL) ---------------
@@ -239,9 +215,13 @@ def run(base: Settings, args: argparse.Namespace) -> list[dict]:
     # A state dir apart from bench.latency's and bench.media_latency's, which they wipe.
     settings = bench_settings(base.replace(state_dir=base.state_dir / "multimodal")).replace(**PROFILES[args.profile])
     data = Settings.from_env().data_dir
-    server = serve_media({"photo.jpg": ("image/jpeg", jpeg(data / "images" / args.image)),
-                          "speech.flac": ("audio/flac", flac_excerpt(data / "audio" / args.audio, args.audio_seconds))})
-    base_url = f"http://127.0.0.1:{server.server_address[1]}"
+    routes = {"/photo.jpg": ("image/jpeg", jpeg(data / "images" / args.image)),
+              "/speech.flac": ("audio/flac", flac_excerpt(data / "audio" / args.audio, args.audio_seconds))}
+    with serve(routes) as base_url:
+        return _on_stack(settings, base_url, args)
+
+
+def _on_stack(settings: Settings, base_url: str, args: argparse.Namespace) -> list[dict]:
     stack.up(settings)
     fanout = start_fanout(settings)
     try:
@@ -258,7 +238,6 @@ def run(base: Settings, args: argparse.Namespace) -> list[dict]:
     finally:
         jobctl.stop_local(fanout)
         stack.down(settings)
-        server.shutdown()
 
 
 def run_phases(settings: Settings, stamp: int, base_url: str, watcher: PartsWatcher,
