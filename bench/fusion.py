@@ -20,12 +20,11 @@ from __future__ import annotations
 import argparse
 import pickle
 import random
-import re
 import time
 from pathlib import Path
 
 from bench.report import emit, host, percentiles
-from bench.text_core import corpus
+from bench.text_core import corpus, word_picker
 from schemas.content import ContentEvent, MediaPart
 from schemas.findings import Sentiment, TextFindings
 from schemas.media import AudioSummary, Detection, KnownClip, KnownImage, MediaFindings, SceneLabel
@@ -45,11 +44,7 @@ REFS = 200  # reference images and clips the rules name
 
 def rules(texts: list[str], count: int, seed: int = 11) -> list[Rule]:
     rng = random.Random(seed)
-    words = sorted({w.lower() for t in texts for w in re.findall(r"[A-Za-z]{4,}", t)})
-    rare = [f"brand{i}" for i in range(count)]
-
-    def word() -> str:
-        return rng.choice(words) if rng.random() < 0.5 else rng.choice(rare)
+    word = word_picker(texts, count, rng)
 
     shapes = [
         lambda: f"{word()} AND {word()}",

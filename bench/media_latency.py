@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Hashable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -136,14 +137,22 @@ def produce(argv: list[str]) -> None:
 # --- measuring ----------------------------------------------------------------------------
 
 
-class FindingsWatcher:
-    """Final MediaFindings (status ok or error) of the benchmark's parts, as they arrive on
-    findings.v1: content_key -> (receive ms, findings)."""
+def final_media(item: dict) -> str | None:
+    """The content key of final image or video findings (status ok or error)."""
+    if item.get("kind") in ("image", "video") and item.get("status") in ("ok", "error"):
+        return item["content_key"]
+    return None
 
-    def __init__(self, settings: Settings) -> None:
+
+class FindingsWatcher:
+    """Findings records as they arrive on findings.v1, the first per key that `key_of` gives
+    (None: not wanted): key -> (receive ms, findings)."""
+
+    def __init__(self, settings: Settings, key_of: Callable[[dict], Hashable | None] = final_media) -> None:
         from connectors.kafka import consumer
 
-        self.finals: dict[str, tuple[int, dict]] = {}
+        self.key_of = key_of
+        self.finals: dict[Hashable, tuple[int, dict]] = {}
         self._consumer = consumer(settings, settings.topics.findings)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="findings", daemon=True)
@@ -155,8 +164,9 @@ class FindingsWatcher:
                 received = time.time_ns() // 1_000_000
                 for record in records:
                     item = json.loads(record.value)
-                    if item.get("kind") in ("image", "video") and item.get("status") in ("ok", "error"):
-                        self.finals.setdefault(item["content_key"], (received, item))
+                    key = self.key_of(item)
+                    if key is not None:
+                        self.finals.setdefault(key, (received, item))
 
     def close(self) -> None:
         self._stop.set()

@@ -34,7 +34,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import soundfile
 from PIL import Image
 
 from bench.latency import PROFILES, STAGES, bench_settings, stage_times
-from bench.media_latency import _no_nan
+from bench.media_latency import FindingsWatcher, _no_nan
 from bench.report import emit, host, percentiles
 from schemas.rule import Rule
 from services.feed_client import feed_url, follow
@@ -115,33 +114,17 @@ def produce(argv: list[str]) -> None:
 # --- measuring ----------------------------------------------------------------------------
 
 
-class PartsWatcher:
-    """Each part's final findings (text, and media with status ok or error) of the benchmark's
-    events, as they arrive on findings.v1: (content_key, part_id) -> findings."""
+def parts_of(prefix: str):
+    """The key of each part's final findings (text, and media with status ok or error) of the
+    benchmark's events on findings.v1: (content_key, part_id)."""
 
-    def __init__(self, settings: Settings, prefix: str) -> None:
-        from connectors.kafka import consumer
+    def key_of(item: dict) -> tuple[str, str] | None:
+        key, part = item.get("content_key", ""), item.get("part_id")
+        if key.startswith(prefix) and part in PARTS and item.get("status") != "partial":
+            return key, part
+        return None
 
-        self.finals: dict[tuple[str, str], dict] = {}
-        self._prefix = prefix
-        self._consumer = consumer(settings, settings.topics.findings)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="findings", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for records in self._consumer.poll(timeout_ms=50).values():
-                for record in records:
-                    item = json.loads(record.value)
-                    key, part = item.get("content_key", ""), item.get("part_id")
-                    if key.startswith(self._prefix) and part in PARTS and item.get("status") != "partial":
-                        self.finals.setdefault((key, part), item)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._consumer.close()
+    return key_of
 
 
 async def run_phase(settings: Settings, rule_ids: list[str], tag: str, source: str, rate: float,
@@ -190,14 +173,14 @@ def summarize(entries: list[tuple], sent: int, first: int) -> dict:
     return row
 
 
-def summarize_parts(watcher: PartsWatcher, tag: str, sent: int, first: int) -> dict:
+def summarize_parts(watcher: FindingsWatcher, tag: str, sent: int, first: int) -> dict:
     """Per part: its findings' analysed_at - collected_at (the job's time for it); and how often
     each part was the last of its event to be analysed."""
     parts: dict[str, dict] = {}
     last: dict[str, int] = {}
     for n in range(first, sent):
         found = {part: watcher.finals.get((f"x:{tag}-{n}", part)) for part in PARTS}
-        times = {part: item["analysed_at"] - item["collected_at"] for part, item in found.items() if item}
+        times = {part: got[1]["analysed_at"] - got[1]["collected_at"] for part, got in found.items() if got}
         if len(times) == len(PARTS):
             slowest = max(times, key=times.__getitem__)
             last[slowest] = last.get(slowest, 0) + 1
@@ -228,7 +211,7 @@ def _on_stack(settings: Settings, base_url: str, args: argparse.Namespace) -> li
         started = time.monotonic()
         jobs = jobctl.start_all(settings, resume=False, timeout_s=180)
         stamp = int(time.time())
-        watcher = PartsWatcher(settings, f"x:mm-{stamp}-")
+        watcher = FindingsWatcher(settings, parts_of(f"x:mm-{stamp}-"))
         try:
             print(f"job ready in {time.monotonic() - started:.0f} s", flush=True)
             return run_phases(settings, stamp, base_url, watcher, args)
@@ -240,7 +223,7 @@ def _on_stack(settings: Settings, base_url: str, args: argparse.Namespace) -> li
         stack.down(settings)
 
 
-def run_phases(settings: Settings, stamp: int, base_url: str, watcher: PartsWatcher,
+def run_phases(settings: Settings, stamp: int, base_url: str, watcher: FindingsWatcher,
                args: argparse.Namespace) -> list[dict]:
     media_rule = Rule(f"mm-media-{stamp}", 1, condition=MEDIA_RULE, stories=False)
     rules_client.publish(settings, [media_rule], wait=True)

@@ -1,7 +1,7 @@
 """How well spike windows find spikes: Poisson counts per window at a baseline rate, spikes of
 4-10x the rate injected at known windows, hits fed in event-time order to the spike core
 (udfs/windows.py) as its operator would; precision and recall of the alerted windows per rate,
-and the time per hit (add, plus advance when its timer is due). Prints one JSON line.
+and the time per hit (add, plus advance when its timer is due). Prints the JSON (bench.report.emit).
 
     .venv/bin/python -m bench.spikes [--seeds 5] [--windows 300] [--sigma 3]
                                      [--out [bench/results/spikes.json]]
@@ -10,14 +10,13 @@ and the time per hit (add, plus advance when its timer is due). Prints one JSON 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.report import host, percentiles
+from bench.report import emit, host, percentiles
 from schemas.window import WindowSpec
 from trackius.settings import REPO_ROOT
 from udfs.windows import Hit, SpikeState
@@ -111,11 +110,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, nargs="?", const=RESULTS,
                         help=f"also write the JSON (default {RESULTS})")
     args = parser.parse_args()
-    line = json.dumps(run(args.seeds, args.windows, args.sigma), separators=(",", ":"))
-    print(line)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(line + "\n")
+    emit(run(args.seeds, args.windows, args.sigma), args.out)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import pickle
 import random
 from collections import Counter
@@ -32,7 +31,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from bench.report import host, percentiles, timed
+from bench.report import emit, host, percentiles, timed
 from schemas.textnorm import words
 from trackius.settings import REPO_ROOT, Settings
 from udfs.stories import DictStore, StoryIndex, clean_words, text_signature
@@ -240,11 +239,7 @@ def main() -> None:
         "images": image_recall(2000, rng),
         "assign": [cost(size, vocabulary, args.iterations, rng) for size in (100, 10_000)],
     }
-    text = json.dumps(result)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -46,14 +46,22 @@ def corpus(settings: Settings) -> list[str]:
     return tweets + sms
 
 
-def queries(texts: list[str], count: int, seed: int = 7) -> list[Rule]:
-    """`count` rules whose conditions look like real listening queries over the texts' words."""
-    rng = random.Random(seed)
+def word_picker(texts: list[str], count: int, rng: random.Random):
+    """Half the time a word of the texts, half a term that never occurs: most rules, like real
+    ones, rarely fire."""
     words = sorted({w.lower() for t in texts for w in re.findall(r"[A-Za-z]{4,}", t)})
-    rare = [f"brand{i}" for i in range(count)]  # terms that never occur: most rules, like real ones, rarely fire
+    rare = [f"brand{i}" for i in range(count)]
 
     def word() -> str:
         return rng.choice(words) if rng.random() < 0.5 else rng.choice(rare)
+
+    return word
+
+
+def queries(texts: list[str], count: int, seed: int = 7) -> list[Rule]:
+    """`count` rules whose conditions look like real listening queries over the texts' words."""
+    rng = random.Random(seed)
+    word = word_picker(texts, count, rng)
 
     shapes = [
         lambda: f"{word()} AND {word()}",

@@ -178,8 +178,9 @@ def _rules(settings: Settings, args: argparse.Namespace) -> int:
             raise SystemExit("trackius rules test: give --rules FILE and --events FILE")
         from trackius.rulestest import rules_test
 
-        _warn_broad(load_rules_yaml(args.rules_file.read_text(encoding="utf-8"), str(args.rules_file)))
-        for line in rules_test(settings, args.rules_file, args.events):
+        rules = load_rules_yaml(args.rules_file.read_text(encoding="utf-8"), str(args.rules_file))
+        _warn_broad(rules)
+        for line in rules_test(settings, rules, args.events):
             print(line, flush=True)
         return 0
     if not args.target:

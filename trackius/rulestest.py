@@ -22,7 +22,7 @@ from schemas.content import ContentEvent, decode_event
 from schemas.errors import RecordError
 from schemas.findings import text_part_of
 from schemas.pipeline import PartClosed
-from schemas.rule import load_rules_yaml
+from schemas.rule import Rule
 from trackius import textcmd
 from trackius.settings import Settings
 from udfs.fusion import Content, matches, with_fired
@@ -40,8 +40,8 @@ def read_events(path: Path) -> Iterator[ContentEvent | RecordError]:
                 yield RecordError(f"line {number}: {exc}")
 
 
-def rules_test(settings: Settings, rules_path: Path, events_path: Path, errors: Any = sys.stderr) -> Iterator[str]:
-    index = RuleIndex(load_rules_yaml(rules_path.read_text(encoding="utf-8"), source=str(rules_path)))
+def rules_test(settings: Settings, rules: list[Rule], events_path: Path, errors: Any = sys.stderr) -> Iterator[str]:
+    index = RuleIndex(rules)
     events = []
     for item in read_events(events_path):
         if isinstance(item, RecordError):

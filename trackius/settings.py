@@ -11,6 +11,7 @@ import dataclasses
 import os
 import socket
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -172,7 +173,7 @@ class Settings:
     def longest_fusion_deadline_ms(self) -> int:
         return max([self.fusion_deadline_ms, *self._platform_deadlines.values()])
 
-    @property
+    @cached_property
     def _platform_deadlines(self) -> dict[str, int]:
         """TRACKIUS_FUSION_DEADLINES: "youtube=180000,twitch=90000"; a malformed entry fails fast."""
         found = {}

@@ -130,27 +130,26 @@ def _said_label(phrase: str) -> str:
 def evaluate(node: Node, facts: FusedFacts) -> Truth:
     """True, False, or None while the findings so far do not decide it (Kleene logic)."""
     if isinstance(node, And):
-        outcome: Truth = True
-        for item in node.items:
-            value = evaluate(item, facts)
-            if value is False:
-                return False
-            if value is None:
-                outcome = None
-        return outcome
+        return _kleene(node.items, facts, decisive=False)
     if isinstance(node, Or):
-        outcome = False
-        for item in node.items:
-            value = evaluate(item, facts)
-            if value is True:
-                return True
-            if value is None:
-                outcome = None
-        return outcome
+        return _kleene(node.items, facts, decisive=True)
     if isinstance(node, Not):
         value = evaluate(node.item, facts)
         return None if value is None else not value
     return _fact(node, facts)
+
+
+def _kleene(items: tuple[Node, ...], facts: FusedFacts, decisive: bool) -> Truth:
+    """AND (decisive False) or OR (decisive True): one decisive item decides; else any unknown
+    item leaves it unknown."""
+    outcome: Truth = not decisive
+    for item in items:
+        value = evaluate(item, facts)
+        if value is decisive:
+            return decisive
+        if value is None:
+            outcome = None
+    return outcome
 
 
 def _fact(node: Node, facts: FusedFacts) -> Truth:

@@ -32,18 +32,16 @@ from schemas.condition import (
     Phrase,
     Said,
     Seen,
-    SentimentCompare,
     Term,
     parse,
     patterns_of,
-    positive,
     text_pattern,
     walk,
 )
 from schemas.findings import Entity, TermHit, TextFindings
 from schemas.rule import Rule
 from schemas.textnorm import SIGILS, WORD, Folded
-from udfs.evaluate import FusedFacts, entity_anchor, evaluate
+from udfs.evaluate import FusedFacts, entity_anchor, evaluate, evidence_for
 
 _NOT_BEFORE_A_TAG = set("/.:&=?#@$-_")
 _SIGIL_TYPES = {"$": "ticker", "@": "account"}  # a rule's $term or @term is a tracked name
@@ -242,13 +240,7 @@ def holds(node: Node, facts: FusedFacts) -> bool:
 
 def evidence_hits(node: Node, facts: FusedFacts) -> tuple[TermHit, ...]:
     """The hits of the terms the condition uses positively (not under NOT)."""
-    wanted = {current.label for current in positive(node) if isinstance(current, (Term, Phrase))}
-    return tuple(hit for found in facts.texts for hit in found.hits if hit.term in wanted)
-
-
-def uses_sentiment(node: Node) -> bool:
-    """Whether the condition asks for a sentiment positively (not under NOT)."""
-    return any(isinstance(current, SentimentCompare) for current in positive(node))
+    return evidence_for(node, facts).hits
 
 
 def _anchors(node: Node) -> set[str] | None:

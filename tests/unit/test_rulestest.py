@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from schemas.rule import load_rules_yaml
 from trackius.rulestest import rules_test
 from trackius.settings import SHARED_DATA, Settings
 
@@ -37,7 +38,7 @@ def test_prints_the_fired_rules_of_every_event_in_order(tmp_path: Path) -> None:
         line("x:4", "nothing to see here"),
     ]) + "\n")
     errors = io.StringIO()
-    out = [json.loads(found) for found in rules_test(Settings(), rules, events, errors)]
+    out = [json.loads(found) for found in rules_test(Settings(), load_rules_yaml(rules.read_text()), events, errors)]
     assert out == [{"content_key": "x:1", "fired": ["burst", "doge"]},
                    {"content_key": "x:3", "fired": ["bus"]},
                    {"content_key": "x:4", "fired": []}]
